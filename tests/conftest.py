@@ -1,0 +1,30 @@
+"""Session-wide test setup: isolate DDS before anything imports rclpy, and shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from helpers.processes import ChildProcess
+from helpers.ros_isolation import isolate_ros_environment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    domain_id = isolate_ros_environment()
+    config.stash[_DOMAIN_KEY] = domain_id
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"ROS_DOMAIN_ID={config.stash[_DOMAIN_KEY]} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST"
+
+
+_DOMAIN_KEY = pytest.StashKey[int]()
+
+
+@pytest.fixture
+def children() -> Iterator[list[ChildProcess]]:
+    """Collects the child processes a test starts and stops each one afterwards."""
+    started: list[ChildProcess] = []
+    yield started
+    for child in started:
+        child.stop()

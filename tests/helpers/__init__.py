@@ -1,0 +1,1 @@
+"""Helpers shared by every test area: real processes, ROS isolation, message samples."""
