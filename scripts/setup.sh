@@ -98,8 +98,11 @@ colcon_build() {
     export LD_LIBRARY_PATH; LD_LIBRARY_PATH="$(ros_library_path)"
     export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
     cd "$ROOT"
+    # --symlink-install: Python sources of ament_python packages are linked, so edits need no
+    # rebuild (only new entry points, launch or config files do).
+    # shellcheck disable=SC2086
     colcon --log-base "$ROOT/log" build --base-paths src --build-base build --install-base install \
-      --event-handlers console_direct- summary+ ${QT_COLCON_ARGS:-}
+      --symlink-install --event-handlers console_direct- summary+ ${QT_COLCON_ARGS:-}
   ) || die "colcon build failed; the package's output is above and in log/latest_build/."
 }
 
