@@ -165,7 +165,7 @@ main() {
   fi
   mkdir -p "$STAMPS"
   pip_install ros "$ROOT/requirements/ros.txt"
-  pip_install python "$ROOT/requirements/python.txt"
+  pip_install python "$ROOT/requirements/python.txt" "$ROOT/requirements/runtime.txt" "$ROOT/requirements/train.txt"
   pip_install local "$ROOT/requirements/local.txt" "$ROOT"/src/qt_common/pyproject.toml "$ROOT"/src/qt_trainer/pyproject.toml
   [[ $WITH_DEV == 1 ]] && pip_install dev "$ROOT/requirements/dev.txt"
   fix_wheel_cmake_paths
