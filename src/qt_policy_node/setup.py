@@ -19,5 +19,5 @@ setup(
     zip_safe=True,
     description="ONNX Runtime policy node with a safety layer for the qt-robot stack.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["policy_node = qt_policy_node.node:main"]},
 )

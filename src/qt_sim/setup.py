@@ -1,4 +1,4 @@
-"""ament_python build of qt_sim: installs the simulator package and its MJCF assets."""
+"""ament_python build of qt_sim: the simulator package, its MJCF assets, parameter YAML and launch file."""
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -14,10 +14,17 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
     ],
     install_requires=["setuptools"],
-    zip_safe=True,
+    zip_safe=False,
     description="MuJoCo tabletop arm, ROS 2 driver, scripted expert and teleop for qt-robot.",
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "sim_driver = qt_sim.driver_node:main",
+            "expert_teleop = qt_sim.expert_teleop:main",
+            "keyboard_teleop = qt_sim.keyboard_teleop:main",
+        ]
+    },
 )

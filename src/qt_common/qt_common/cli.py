@@ -11,7 +11,15 @@ import sys
 
 # verb -> (module, function, one-line help). The function takes the remaining argv list and
 # returns a process exit code.
-VERBS: dict[str, tuple[str, str, str]] = {}
+VERBS: dict[str, tuple[str, str, str]] = {
+    "train": ("qt_trainer.train", "main", "train a Q-Transformer (or BC baseline) on a dataset"),
+    "export": ("qt_trainer.export", "main", "checkpoint -> models/<name>/policy.onnx + policy.json"),
+    "run": ("qt_policy_node.run", "main", "policy node (+ --sim, --record) in one process, like run.launch.py"),
+    "convert": ("qt_data_logger.convert", "main", "episode bags -> training dataset (validated, parallel)"),
+    "dataset": ("qt_data_logger.dataset_cli", "main", "dataset info, or a contact sheet PNG of an episode"),
+    "bags": ("qt_data_logger.bags_cli", "main", "check / repair / quarantine / label episode bags"),
+    "sim-sheet": ("qt_sim.sheet", "main", "contact sheet PNG: one scripted-expert episode per sim task"),
+}
 
 
 def _usage() -> str:

@@ -1,0 +1,527 @@
+"""``qt convert BAGS... -o DATASET``: episode bags -> the training dataset (no ROS runtime needed).
+
+Alignment rule (the control clock): **one dataset step per commanded action**. The actions
+on the action topic are the control ticks; each is paired with the newest camera frame whose
+header stamp is at or before the action's header stamp (for a policy the action carries the
+stamp of the image it was computed from, so it gets exactly that frame; for teleop it gets
+the last frame the operator could have seen). Actions before the first frame are dropped
+(counted); a frame older than ``--max-image-age`` is an error, because a frozen camera
+would silently teach the policy the wrong observation. Proprioception, when requested, uses
+the same rule on its topic.
+
+Labels: reward 1 on the last step of a successful episode, 0 elsewhere; the Monte Carlo
+return-to-go is computed by qt_common.dataset (DatasetWriter), which also writes the format.
+
+Every bag is validated first; a bad bag raises BagError naming the bag, the topic and the
+field. Without ``--skip-bad`` the first bad bag stops the run and the dataset is left as it
+was; with it, bad bags are listed at the end and everything else is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qt_common.action_spec import ActionSpec
+from qt_common.dataset import DatasetError, DatasetWriter, Episode
+from qt_data_logger import bag_format as bf
+from qt_data_logger.bag_status import BagStatus, bag_digest, find_bags, inspect_bag
+from qt_data_logger.images import ImageFieldError, compressed_to_rgb, image_to_rgb, resize_rgb
+
+PROPRIO_CHOICES = {"none": 0, "ee_pose": 7}
+# Values this far outside [low, high] (relative to the range) are float32 rounding, not errors.
+RANGE_TOLERANCE = 1e-5
+
+
+class BagError(ValueError):
+    """A bag cannot become training data; the message names bag, topic and field."""
+
+    def __init__(self, bag: str | Path, topic: str, field_name: str, problem: str):
+        self.bag, self.topic, self.field, self.problem = str(bag), topic, field_name, problem
+        super().__init__(f"{bag}: topic {topic or '-'}, field {field_name or '-'}: {problem}")
+
+
+@dataclass
+class ConvertOptions:
+    """What to read from each bag and how to shape it (defaults match docs/CONTRACTS.md)."""
+
+    image_shape: tuple[int, int, int] = (96, 96, 3)
+    camera_topic: str = "/camera/image_raw"
+    compressed_camera_topic: str = "/camera/image_raw/compressed"
+    action_topic: str = "/qt/action"
+    events_topic: str = "/episode/events"
+    instruction_topic: str = "/instruction"
+    ee_pose_topic: str = "/ee_pose"
+    proprio: str = "none"
+    max_image_age_s: float = 0.5
+    spec: ActionSpec = field(default_factory=ActionSpec.default)
+
+    @property
+    def proprio_dim(self) -> int:
+        return PROPRIO_CHOICES[self.proprio]
+
+
+@dataclass
+class BagResult:
+    """What a worker hands back for one bag: an episode, a skip, or an error."""
+
+    bag: str
+    episode: Episode | None = None
+    digest: str = ""
+    skipped: str = ""  # reason, e.g. "already converted"
+    error: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def _check_monotonic(bag: Path, topic: str, stamps: list[int], index: int, stamp: int) -> None:
+    if stamps and stamp < stamps[-1]:
+        raise BagError(
+            bag, topic, "header.stamp",
+            f"non-monotonic stamps: message {index} has {stamp} ns, before the previous {stamps[-1]} ns",
+        )
+
+
+def _action_bins(bag: Path, topic: str, index: int, msg: Any, spec: ActionSpec) -> np.ndarray:
+    """Validate one ArmAction and return its bins (values are authoritative when present)."""
+    names = list(msg.dimension_names)
+    if names and names != spec.names:
+        raise BagError(bag, topic, "dimension_names", f"message {index}: {names}, the action spec has {spec.names}")
+    if msg.num_bins and int(msg.num_bins) != spec.num_bins:
+        raise BagError(bag, topic, "num_bins", f"message {index}: {msg.num_bins}, the action spec has {spec.num_bins}")
+    values = np.asarray(msg.values, dtype=np.float64)
+    if values.size:
+        if values.size != spec.num_dims:
+            raise BagError(bag, topic, "values", f"message {index}: {values.size} values, expected {spec.num_dims}")
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            j = int(bad[0])
+            raise BagError(bag, topic, f"values[{j}]", f"message {index}: {values[j]} ({spec.names[j]}) is not finite")
+        span = spec.high - spec.low
+        outside = np.flatnonzero((values < spec.low - RANGE_TOLERANCE * span) | (values > spec.high + RANGE_TOLERANCE * span))
+        if outside.size:
+            j = int(outside[0])
+            raise BagError(
+                bag, topic, f"values[{j}]",
+                f"message {index}: {values[j]:.6g} is outside [{spec.low[j]:g}, {spec.high[j]:g}] of {spec.names[j]}",
+            )
+        return spec.values_to_bins(values)
+    bins = np.asarray(msg.bins, dtype=np.int64)
+    if bins.size != spec.num_dims:
+        raise BagError(bag, topic, "values", f"message {index}: neither values nor {spec.num_dims} bins given")
+    if bins.min() < 0 or bins.max() >= spec.num_bins:
+        raise BagError(bag, topic, "bins", f"message {index}: {bins.tolist()} outside [0, {spec.num_bins - 1}]")
+    return bins
+
+
+def _pair(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Index of the newest stamp <= each ``at`` (-1 if none): the alignment rule."""
+    return np.searchsorted(stamps, at, side="right") - 1
+
+
+def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[str] = frozenset()) -> BagResult:
+    """Validate one bag and turn it into an Episode (runs in a worker process)."""
+    from rosbags.highlevel import AnyReader
+
+    status = inspect_bag(bag)
+    _require_finalised(status)
+    digest = bag_digest(status)
+    if digest in known_digests:
+        return BagResult(str(bag), digest=digest, skipped="already converted")
+    custom = status.custom
+    if custom.get(bf.KEY_FORMAT, bf.BAG_FORMAT) != bf.BAG_FORMAT:
+        raise BagError(bag, "", "custom_data.qt_bag_format", f"{custom[bf.KEY_FORMAT]!r}, this converter reads {bf.BAG_FORMAT!r}")
+    height, width = options.image_shape[:2]
+    with AnyReader([bag]) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        camera = _pick_camera(bag, options, topics, counts)
+        if options.action_topic not in topics or not counts.get(options.action_topic):
+            raise BagError(bag, options.action_topic, "", f"missing topic (no messages); topics in bag: {sorted(topics)}")
+        wanted = [camera, options.action_topic, options.events_topic, options.instruction_topic]
+        if options.proprio == "ee_pose":
+            if not counts.get(options.ee_pose_topic):
+                raise BagError(bag, options.ee_pose_topic, "", "missing topic (needed for --proprio ee_pose)")
+            wanted.append(options.ee_pose_topic)
+        connections = [topics[t] for t in wanted if t in topics]
+        image_stamps: list[int] = []
+        images: list[np.ndarray] = []
+        action_stamps: list[int] = []
+        bins: list[np.ndarray] = []
+        pose_stamps: list[int] = []
+        poses: list[list[float]] = []
+        events: list[Any] = []
+        instructions: list[str] = []
+        seen: Counter[str] = Counter()
+        for connection, _, raw in reader.messages(connections=connections):
+            topic = connection.topic
+            index = seen[topic]
+            seen[topic] += 1
+            msg = reader.deserialize(raw, connection.msgtype)
+            if topic == camera:
+                stamp = _stamp_ns(msg)
+                _check_monotonic(bag, topic, image_stamps, index, stamp)
+                try:
+                    rgb = image_to_rgb(msg) if connection.msgtype.endswith("/Image") else compressed_to_rgb(msg)
+                except ImageFieldError as exc:
+                    raise BagError(bag, topic, exc.field, f"message {index}: {exc.problem}") from None
+                image_stamps.append(stamp)
+                images.append(resize_rgb(rgb, height, width))
+            elif topic == options.action_topic:
+                stamp = _stamp_ns(msg)
+                _check_monotonic(bag, topic, action_stamps, index, stamp)
+                bins.append(_action_bins(bag, topic, index, msg, options.spec))
+                action_stamps.append(stamp)
+            elif topic == options.events_topic:
+                events.append(msg)
+            elif topic == options.instruction_topic:
+                instructions.append(str(msg.data))
+            elif topic == options.ee_pose_topic:
+                stamp = _stamp_ns(msg)
+                _check_monotonic(bag, topic, pose_stamps, index, stamp)
+                p, q = msg.pose.position, msg.pose.orientation
+                pose_stamps.append(stamp)
+                poses.append([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+    outcome = _outcome(bag, options, custom, events)
+    instruction = _instruction(bag, options, custom, events, instructions)
+    if not images:
+        raise BagError(bag, camera, "", "no camera frames")
+    steps_at = np.asarray(action_stamps, dtype=np.int64)
+    frame_of = _pair(np.asarray(image_stamps, dtype=np.int64), steps_at)
+    keep = frame_of >= 0
+    if not keep.any():
+        raise BagError(bag, camera, "header.stamp", "no action has a camera frame stamped at or before it")
+    first = int(np.argmax(keep))  # actions before the first frame can only be leading ones
+    steps_at, frame_of = steps_at[first:], frame_of[first:]
+    age = (steps_at - np.asarray(image_stamps, dtype=np.int64)[frame_of]) / 1e9
+    if options.max_image_age_s > 0 and (age > options.max_image_age_s).any():
+        i = int(np.argmax(age > options.max_image_age_s))
+        raise BagError(
+            bag, camera, "header.stamp",
+            f"action {first + i} has no camera frame within {options.max_image_age_s} s (newest is {age[i]:.3f} s old)",
+        )
+    proprio = None
+    if options.proprio == "ee_pose":
+        pose_of = _pair(np.asarray(pose_stamps, dtype=np.int64), steps_at)
+        if (pose_of < 0).any():
+            raise BagError(bag, options.ee_pose_topic, "header.stamp", "an action has no pose stamped at or before it")
+        proprio = np.asarray(poses, dtype=np.float32)[pose_of]
+    episode = Episode(
+        images=np.stack([images[i] for i in frame_of]),
+        bins=np.stack(bins[first:]).astype(np.uint16),
+        instruction=instruction,
+        outcome=outcome,
+        proprio=proprio,
+        episode_id=custom.get(bf.KEY_EPISODE_ID, "") or _event_field(events, bf.EVENT_START, "episode_id") or bag.name,
+        task_id=custom.get(bf.KEY_TASK_ID, "") or _event_field(events, bf.EVENT_START, "task_id"),
+        source_bag=str(bag.resolve()),
+        bag_digest=digest,
+        extra={
+            "robot": custom.get(bf.KEY_ROBOT, ""),
+            "operator": custom.get(bf.KEY_OPERATOR, ""),
+            "control_rate_hz": float(custom.get(bf.KEY_CONTROL_RATE, "0") or 0),
+            "camera_frames": len(images),
+            "actions_before_first_frame": first,
+        },
+    )
+    stats = {"frames_read": len(images), "actions": len(action_stamps), "steps": len(steps_at), "dropped_leading": first}
+    return BagResult(str(bag), episode=episode, digest=digest, stats=stats)
+
+
+def _require_finalised(status: BagStatus) -> None:
+    if status.state == "ok":
+        return
+    if status.state == "unlabelled":
+        raise BagError(status.path, "", "custom_data.outcome", f"episode without outcome: {status.detail}")
+    hint = {
+        "recording": "wait until the recorder finalises it",
+        "interrupted": "run `qt bags check/repair/quarantine` (see docs/DATA.md); unfinished bags are never converted",
+        "corrupt": "run `qt bags quarantine`",
+        "not_a_bag": "expected a rosbag2 directory",
+    }.get(status.state, "")
+    raise BagError(status.path, "", bf.METADATA_FILE, f"bag is {status.state}: {status.detail}; {hint}")
+
+
+def _pick_camera(bag: Path, options: ConvertOptions, topics: dict[str, Any], counts: dict[str, int]) -> str:
+    for topic in (options.camera_topic, options.compressed_camera_topic):
+        if topic and counts.get(topic):
+            return topic
+    wanted = [t for t in (options.camera_topic, options.compressed_camera_topic) if t]
+    raise BagError(bag, " or ".join(wanted), "", f"missing topic (no camera messages); topics in bag: {sorted(topics)}")
+
+
+def _event_field(events: list[Any], kind: int, name: str) -> str:
+    for event in events:
+        if int(event.event) == kind and str(getattr(event, name)):
+            return str(getattr(event, name))
+    return ""
+
+
+def _outcome(bag: Path, options: ConvertOptions, custom: dict[str, str], events: list[Any]) -> str:
+    ends = [e for e in events if int(e.event) == bf.EVENT_END]
+    from_event = bf.EVENT_OUTCOME_NAMES.get(int(ends[-1].outcome), "") if ends else ""
+    labelled = custom.get(bf.KEY_OUTCOME, "")
+    if labelled and from_event and labelled != from_event and custom.get(bf.KEY_END_REASON) != "label":
+        raise BagError(
+            bag, options.events_topic, "outcome",
+            f"END event says {from_event!r} but custom_data.outcome says {labelled!r}",
+        )
+    outcome = labelled or from_event
+    if outcome not in bf.TRAINABLE_OUTCOMES:
+        raise BagError(
+            bag, options.events_topic, "outcome",
+            f"episode without outcome (custom_data.outcome={labelled!r}, END events={len(ends)}); "
+            "label it with `qt bags label` or leave it out",
+        )
+    return outcome
+
+
+def _instruction(bag: Path, options: ConvertOptions, custom: dict[str, str], events: list[Any], texts: list[str]) -> str:
+    instruction = custom.get(bf.KEY_INSTRUCTION, "") or _event_field(events, bf.EVENT_START, "instruction")
+    instruction = instruction or (texts[-1] if texts else "")
+    if not instruction:
+        raise BagError(bag, options.instruction_topic, "instruction", "no instruction in custom_data, START event or topic")
+    return instruction
+
+
+# ---- running many bags ----------------------------------------------------------------------
+
+
+def _worker(bag: str, options: ConvertOptions, known: frozenset[str]) -> BagResult:
+    try:
+        return read_episode(Path(bag), options, known)
+    except BagError as exc:
+        return BagResult(bag, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broken file must name its bag, not kill the run
+        return BagResult(bag, error=f"{bag}: topic -, field -: unreadable bag ({type(exc).__name__}: {exc})")
+
+
+@dataclass
+class ConvertReport:
+    added: list[BagResult] = field(default_factory=list)
+    skipped: list[BagResult] = field(default_factory=list)
+    bad: list[BagResult] = field(default_factory=list)
+    seconds: float = 0.0
+    dataset: Any = None
+
+    @property
+    def frames(self) -> int:
+        return sum(r.episode.length for r in self.added if r.episode is not None)
+
+
+def convert(
+    bags: list[str | Path],
+    output: str | Path,
+    options: ConvertOptions | None = None,
+    gamma: float = 0.98,
+    jobs: int = 0,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ConvertReport:
+    """Convert bags into the dataset at ``output`` (appending unless ``overwrite``).
+
+    Raises ConvertError (with the bag's BagError text) on the first bad bag unless ``skip_bad``; the dataset on disk is then
+    unchanged (DatasetWriter publishes atomically on commit only).
+    """
+    options = options or ConvertOptions()
+    started = time.perf_counter()
+    paths = [str(p) for p in find_bags(list(bags))]
+    report = ConvertReport()
+    writer = DatasetWriter(
+        output, options.spec, options.image_shape, options.proprio_dim, gamma,
+        append=not overwrite, created_by="qt convert",
+    )
+    try:
+        known = frozenset(e.get("bag_digest", "") for e in writer.existing.episodes) if writer.existing else frozenset()
+        results = _run(paths, options, known, jobs, progress)
+        for result in results:  # input order, so the dataset does not depend on scheduling
+            if result.error:
+                if not skip_bad:
+                    raise ConvertError(result.error)
+                report.bad.append(result)
+            elif result.skipped or writer.has_bag(result.digest):
+                result.skipped = result.skipped or "duplicate of another bag in this run"
+                report.skipped.append(result)
+            else:
+                assert result.episode is not None
+                try:
+                    writer.add_episode(result.episode)
+                except DatasetError as exc:
+                    result.error = f"{result.bag}: topic -, field -: {exc}"
+                    if not skip_bad:
+                        raise ConvertError(result.error) from None
+                    report.bad.append(result)
+                    continue
+                report.added.append(result)
+        if writer.num_new_episodes or writer.existing is None:
+            if writer.num_new_episodes == 0:
+                raise ConvertError(f"no episode could be converted from {len(paths)} bag(s); nothing written")
+            report.dataset = writer.commit()
+        else:
+            writer.close()
+            from qt_common.dataset import Dataset
+
+            report.dataset = Dataset(output)
+    except BaseException:
+        writer.close()
+        raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class ConvertError(ValueError):
+    """The conversion stopped (a bad bag without --skip-bad, or nothing to convert); nothing was written."""
+
+
+def _run(paths: list[str], options: ConvertOptions, known: frozenset[str], jobs: int, progress: bool) -> list[BagResult]:
+    from tqdm import tqdm
+
+    jobs = jobs or min(len(paths), os.cpu_count() or 1)
+    bar = tqdm(total=len(paths), unit="bag", desc="convert", disable=not progress, file=sys.stderr)
+    results: dict[int, BagResult] = {}
+    try:
+        if jobs <= 1 or len(paths) <= 1:
+            for i, path in enumerate(paths):
+                results[i] = _worker(path, options, known)
+                bar.update(1)
+        else:
+            context = multiprocessing.get_context("spawn")
+            with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                pending = {pool.submit(_worker, path, options, known): i for i, path in enumerate(paths)}
+                for future in futures.as_completed(pending):
+                    results[pending[future]] = future.result()
+                    bar.update(1)
+    finally:
+        bar.close()
+    return [results[i] for i in range(len(paths))]
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+
+def _image_size(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from exc
+    if len(sizes) == 1:
+        sizes = sizes * 2
+    if len(sizes) != 2 or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+    return sizes[0], sizes[1], 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qt convert",
+        description="Convert episode bags (rosbag2 directories, or folders of them) into a training dataset.",
+        epilog="Alignment: one step per action, paired with the newest camera frame stamped at or before it. "
+        "See docs/DATA.md.",
+    )
+    parser.add_argument("bags", nargs="+", help="bag directories or folders holding bag directories")
+    parser.add_argument("-o", "--output", required=True, help="dataset directory (appended to if it exists)")
+    parser.add_argument("--image-size", type=_image_size, default=None, help="N or HxW (default 96, or the dataset's)")
+    parser.add_argument("--gamma", type=float, default=None, help="discount of the stored returns (default 0.98)")
+    parser.add_argument("--proprio", choices=sorted(PROPRIO_CHOICES), default=None, help="proprioception (default none)")
+    parser.add_argument("--jobs", "-j", type=int, default=0, help="worker processes (default: CPU count)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip invalid bags and report them instead of stopping")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset instead of appending")
+    parser.add_argument("--max-image-age", type=float, default=0.5, help="seconds; older paired frames are an error")
+    parser.add_argument("--camera-topic", default="/camera/image_raw")
+    parser.add_argument("--compressed-camera-topic", default="/camera/image_raw/compressed")
+    parser.add_argument("--action-topic", default="/qt/action")
+    parser.add_argument("--events-topic", default="/episode/events")
+    parser.add_argument("--instruction-topic", default="/instruction")
+    parser.add_argument("--ee-pose-topic", default="/ee_pose")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _defaults_from_existing(args: argparse.Namespace) -> None:
+    """Appending: shape, gamma and proprio default to what the dataset already has."""
+    meta_path = Path(args.output) / "meta.json"
+    existing: dict[str, Any] = {}
+    if meta_path.exists() and not args.overwrite:
+        import json
+
+        existing = json.loads(meta_path.read_text())
+    if args.image_size is None:
+        args.image_size = tuple(existing.get("image_shape", (96, 96, 3)))
+    if args.gamma is None:
+        args.gamma = float(existing.get("gamma", 0.98))
+    if args.proprio is None:
+        dims = {v: k for k, v in PROPRIO_CHOICES.items()}
+        args.proprio = dims.get(int(existing.get("proprio_dim", 0)), "none")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _defaults_from_existing(args)
+    options = ConvertOptions(
+        image_shape=tuple(args.image_size),
+        camera_topic=args.camera_topic,
+        compressed_camera_topic=args.compressed_camera_topic,
+        action_topic=args.action_topic,
+        events_topic=args.events_topic,
+        instruction_topic=args.instruction_topic,
+        ee_pose_topic=args.ee_pose_topic,
+        proprio=args.proprio,
+        max_image_age_s=args.max_image_age,
+    )
+    try:
+        report = convert(
+            args.bags, args.output, options, gamma=args.gamma, jobs=args.jobs,
+            skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.no_progress,
+        )
+    except (ConvertError, DatasetError) as exc:
+        print(f"qt convert: error: {exc}", file=sys.stderr)
+        print("qt convert: nothing written (use --skip-bad to convert the other bags)", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: ConvertReport) -> str:
+    lines = []
+    added = [r.episode for r in report.added if r.episode is not None]
+    successes = sum(1 for e in added if e.outcome == "success")
+    per_instruction = Counter(e.instruction for e in added)
+    rate = report.frames / report.seconds if report.seconds else 0.0
+    lines.append(
+        f"converted {len(added)} episode(s), {report.frames} frames in {report.seconds:.1f} s ({rate:.0f} frames/s); "
+        f"success rate {successes / len(added):.0%}" if added else "converted 0 episodes"
+    )
+    for text, count in sorted(per_instruction.items()):
+        lines.append(f"  {count:4d}  {text}")
+    if report.skipped:
+        lines.append(f"skipped {len(report.skipped)} bag(s):")
+        lines.extend(f"  {r.bag}: {r.skipped}" for r in report.skipped)
+    if report.bad:
+        lines.append(f"skipped {len(report.bad)} bad bag(s) (--skip-bad):")
+        lines.extend(f"  {r.error}" for r in report.bad)
+    if report.dataset is not None:
+        s = report.dataset.summary()
+        lines.append(
+            f"dataset {s['path']}: {s['episodes']} episodes, {s['frames']} frames, success rate "
+            f"{s['success_rate']:.0%}, {len(s['per_instruction'])} instruction(s), digest {s['digest']}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""Episode control for the recorder, free of rclpy so it can be tested without DDS.
+
+Which message belongs to which episode is decided by **message time**, not by the order in
+which callbacks happen to run: an episode covers the header stamps ``[start, end]`` of its
+START and END (event or service call). A frame stamped after START that the executor handed
+over just before the START event is kept in a short pre-roll ring and written when START
+arrives; a frame stamped before END that arrives just after it is still written during a
+short grace period before the bag is finalised. Messages without a header (the instruction
+string) belong to the episode while it is open. This is what makes "recorded == published"
+hold exactly, even though DDS delivers each topic on its own reader.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from qt_data_logger import bag_format as bf
+from qt_data_logger.bag_io import BagIO, WriteResult
+from qt_data_logger.bag_format import TopicSpec
+from qt_data_logger.bag_writer import BagWriteError, EpisodeBagWriter
+
+
+class Logger(Protocol):
+    def info(self, message: str) -> object: ...
+    def warning(self, message: str) -> object: ...
+    def error(self, message: str) -> object: ...
+
+
+@dataclass
+class RecorderConfig:
+    """Recorder settings (ROS parameters of the node; see config/recorder.yaml)."""
+
+    output_dir: Path
+    control_rate_hz: float = 10.0
+    robot: str = "qt_sim_arm"
+    operator: str = ""
+    split_size_mb: float = 2048.0
+    split_duration_s: float = 600.0
+    preroll_s: float = 1.0
+    end_grace_s: float = 0.5
+    queue_limit_mb: float = 512.0
+    min_free_mb: float = 100.0
+    fsync: bool = True
+
+
+@dataclass
+class Incoming:
+    """One serialised message as received: bytes untouched, plus the times we need."""
+
+    topic: str
+    data: bytes
+    recv_ns: int  # reception time (system clock): the bag's log time
+    stamp_ns: int | None = None  # header stamp, None for types without a header
+    seq_gap: int = 0  # publication sequence numbers skipped since the previous message
+
+
+@dataclass
+class EventInfo:
+    """The fields of a qt_msgs/EpisodeEvent the recorder acts on."""
+
+    event: int
+    outcome: int
+    episode_id: str
+    instruction: str
+    task_id: str
+    seed: int
+    stamp_ns: int
+
+
+@dataclass
+class Reply:
+    """Answer to a start/end request (service response or log line)."""
+
+    accepted: bool
+    episode_id: str = ""
+    instruction: str = ""
+    message: str = ""
+
+
+@dataclass
+class _Episode:
+    episode_id: str
+    instruction: str
+    task_id: str
+    seed: int
+    start_stamp_ns: int
+    writer: EpisodeBagWriter
+    end_stamp_ns: int | None = None
+    outcome: str = ""
+    end_reason: str = ""
+    close_deadline: float = 0.0
+    dropped: int = 0
+    sequence_gaps: int = 0
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _new_episode_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class EpisodeRecorder:
+    """Turns a stream of messages plus start/end requests into finalised episode bags."""
+
+    def __init__(
+        self,
+        config: RecorderConfig,
+        topics: list[TopicSpec],
+        events_topic: str,
+        instruction_topic: str,
+        clock_ns: Callable[[], int],
+        log: Logger,
+    ):
+        self.config = config
+        self.topics = {spec.topic: spec for spec in topics}
+        if events_topic not in self.topics:
+            raise ValueError(f"topics: the events topic {events_topic!r} must be recorded")
+        self.events_topic = events_topic
+        self.instruction_topic = instruction_topic
+        self.clock_ns = clock_ns
+        self.log = log
+        self.io = BagIO(int(config.queue_limit_mb * 1e6))
+        self.ignore_events_before_ns: int | None = None
+        self.last_error = ""
+        self.finished: list[WriteResult] = []
+        self._episode: _Episode | None = None
+        self._ring: deque[Incoming] = deque()
+        self._latest_instruction: Incoming | None = None
+        self._store = bf.episode_typestore()
+
+    # ---- state ----------------------------------------------------------------------------
+
+    @property
+    def episode_id(self) -> str:
+        return self._episode.episode_id if self._episode else ""
+
+    @property
+    def closing(self) -> bool:
+        """An episode has ended and waits out its grace period before it is finalised."""
+        return self._episode is not None and self._episode.end_stamp_ns is not None
+
+    @property
+    def recording(self) -> bool:
+        return self._episode is not None and self._episode.end_stamp_ns is None
+
+    # ---- messages -------------------------------------------------------------------------
+
+    def on_message(self, msg: Incoming) -> None:
+        """A message on any recorded topic except the events topic."""
+        self._remember(msg)
+        episode = self._episode
+        if episode is not None and self._in_window(episode, msg):
+            self._write(episode, msg)
+
+    def _remember(self, msg: Incoming) -> None:
+        if msg.topic == self.instruction_topic:
+            self._latest_instruction = msg
+        if msg.stamp_ns is None or self.config.preroll_s <= 0:
+            return
+        self._ring.append(msg)
+        horizon = msg.recv_ns - int(self.config.preroll_s * 1e9)
+        while self._ring and self._ring[0].recv_ns < horizon:
+            self._ring.popleft()
+
+    @staticmethod
+    def _in_window(episode: _Episode, msg: Incoming) -> bool:
+        if msg.stamp_ns is None:
+            return episode.end_stamp_ns is None
+        if msg.stamp_ns < episode.start_stamp_ns:
+            return False
+        return episode.end_stamp_ns is None or msg.stamp_ns <= episode.end_stamp_ns
+
+    def _write(self, episode: _Episode, msg: Incoming, log_time_ns: int | None = None) -> None:
+        episode.sequence_gaps += msg.seq_gap
+        if not self.io.write(episode.writer, msg.topic, log_time_ns or msg.recv_ns, msg.data):
+            episode.dropped += 1
+            if episode.dropped == 1 or episode.dropped % 100 == 0:
+                self.log.error(
+                    f"write queue over {self.config.queue_limit_mb:.0f} MB (disk too slow?): "
+                    f"{episode.dropped} message(s) of episode {episode.episode_id} dropped"
+                )
+
+    # ---- events ---------------------------------------------------------------------------
+
+    def on_event(self, event: EventInfo, msg: Incoming) -> Reply:
+        """An EpisodeEvent from /episode/events (START opens a bag, END closes or discards it)."""
+        if self.ignore_events_before_ns is not None and event.stamp_ns < self.ignore_events_before_ns:
+            return Reply(False, event.episode_id, message="event older than the recorder (transient-local history)")
+        if event.event == bf.EVENT_START:
+            reply = self.start_episode(
+                event.instruction, event.task_id, event.seed, event.episode_id, event.stamp_ns, msg, reason="event"
+            )
+        elif event.event == bf.EVENT_END:
+            episode = self._episode
+            if episode is not None and event.episode_id and event.episode_id != episode.episode_id:
+                reply = Reply(False, event.episode_id, message=f"END for {event.episode_id!r} but {episode.episode_id!r} is open")
+            else:
+                outcome = bf.EVENT_OUTCOME_NAMES.get(event.outcome, "")
+                reply = self.end_episode(outcome, event.stamp_ns, msg, reason="event")
+        else:
+            reply = Reply(False, event.episode_id, message=f"field 'event': unknown value {event.event}")
+        if not reply.accepted:
+            self.log.warning(f"episode event ignored: {reply.message}")
+        return reply
+
+    # ---- start / end ----------------------------------------------------------------------
+
+    def start_episode(
+        self,
+        instruction: str,
+        task_id: str = "",
+        seed: int = -1,
+        episode_id: str = "",
+        stamp_ns: int | None = None,
+        event_msg: Incoming | None = None,
+        reason: str = "service",
+    ) -> Reply:
+        """Open a new episode bag; refused (never replaced) while another episode records."""
+        if self._episode is not None:
+            if self._episode.end_stamp_ns is None:
+                return Reply(False, message=f"episode {self._episode.episode_id} is running; end it first")
+            self._finish(self._episode)
+        instruction = instruction or self._latest_instruction_text()
+        if not instruction:
+            return Reply(False, message="instruction: expected a non-empty string (or publish it on "
+                         f"{self.instruction_topic} before starting)")
+        start = self.clock_ns() if stamp_ns is None else stamp_ns
+        episode_id = episode_id or _new_episode_id()
+        try:
+            path = self._bag_path(episode_id)
+            writer = EpisodeBagWriter(
+                path,
+                list(self.topics.values()),
+                episode_id,
+                split_size_bytes=int(self.config.split_size_mb * 1e6),
+                split_duration_ns=int(self.config.split_duration_s * 1e9),
+                fsync=self.config.fsync,
+            )
+            writer.open()
+        except (OSError, BagWriteError) as exc:
+            self.last_error = f"cannot start episode {episode_id}: {exc}"
+            self.log.error(f"RECORDING_REFUSED id={episode_id} error={exc}")
+            return Reply(False, episode_id, instruction, self.last_error)
+        self.io.adopt(writer)
+        episode = _Episode(episode_id, instruction, task_id, seed, start, writer)
+        self._episode = episode
+        now = time.time_ns()
+        event = event_msg or Incoming(self.events_topic, self._event_bytes(bf.EVENT_START, 0, episode, start), now, start)
+        self._write(episode, event)
+        if self._latest_instruction is not None:
+            self._write(episode, self._latest_instruction, log_time_ns=max(now, event.recv_ns))
+        for held in self._ring:
+            if held.stamp_ns is not None and held.stamp_ns >= start:
+                self._write(episode, held)
+        self.last_error = ""
+        self.log.info(f"EPISODE_STARTED id={episode_id} reason={reason} path={path} instruction={instruction!r}")
+        return Reply(True, episode_id, instruction, f"recording into {path}")
+
+    def end_episode(
+        self, outcome: str, stamp_ns: int | None = None, event_msg: Incoming | None = None, reason: str = "service"
+    ) -> Reply:
+        """End the open episode: success/failure finalise it (after the grace period), discard deletes it."""
+        episode = self._episode
+        if episode is None or episode.end_stamp_ns is not None:
+            return Reply(False, message="no episode is running")
+        if outcome not in (bf.OUTCOME_SUCCESS, bf.OUTCOME_FAILURE, "discard"):
+            return Reply(False, episode.episode_id, message=f"outcome: expected success, failure or discard, got {outcome!r}")
+        if outcome == "discard":
+            self.io.discard(episode.writer)
+            self._episode = None
+            self.log.info(f"EPISODE_DISCARDED id={episode.episode_id}")
+            return Reply(True, episode.episode_id, episode.instruction, "discarded (bag deleted)")
+        end = self.clock_ns() if stamp_ns is None else stamp_ns
+        code = 1 if outcome == bf.OUTCOME_SUCCESS else 2
+        event = event_msg or Incoming(self.events_topic, self._event_bytes(bf.EVENT_END, code, episode, end), time.time_ns(), end)
+        self._write(episode, event)
+        episode.end_stamp_ns = end
+        episode.outcome = outcome
+        episode.end_reason = reason
+        episode.close_deadline = time.monotonic() + self.config.end_grace_s
+        return Reply(True, episode.episode_id, episode.instruction, f"{outcome}; finalising {episode.writer.path}")
+
+    def tick(self) -> None:
+        """Periodic work: finalise episodes whose grace period ran out, report the writer's results."""
+        episode = self._episode
+        if episode is not None and episode.end_stamp_ns is not None and time.monotonic() >= episode.close_deadline:
+            self._finish(episode)
+        self._collect_results()
+
+    def shutdown(self) -> list[WriteResult]:
+        """SIGINT/SIGTERM: finalise whatever is open (unlabelled if it had not ended), flush, stop."""
+        episode = self._episode
+        if episode is not None:
+            if episode.end_stamp_ns is None:
+                episode.outcome = bf.OUTCOME_INTERRUPTED
+                episode.end_reason = "shutdown"
+                episode.end_stamp_ns = self.clock_ns()
+            self._finish(episode)
+        self.io.close()
+        self._collect_results()
+        return self.finished
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _finish(self, episode: _Episode) -> None:
+        self._episode = None
+        custom = {
+            bf.KEY_FORMAT: bf.BAG_FORMAT,
+            bf.KEY_EPISODE_ID: episode.episode_id,
+            bf.KEY_INSTRUCTION: episode.instruction,
+            bf.KEY_TASK_ID: episode.task_id,
+            bf.KEY_SEED: str(episode.seed),
+            bf.KEY_OUTCOME: episode.outcome,
+            bf.KEY_CONTROL_RATE: f"{self.config.control_rate_hz:g}",
+            bf.KEY_ROBOT: self.config.robot,
+            bf.KEY_OPERATOR: self.config.operator,
+            bf.KEY_END_REASON: episode.end_reason,
+            bf.KEY_DROPPED: str(episode.dropped),
+            bf.KEY_SEQUENCE_GAPS: str(episode.sequence_gaps),
+            "start_stamp_ns": str(episode.start_stamp_ns),
+            "end_stamp_ns": str(episode.end_stamp_ns),
+        }
+        self.io.finalize(episode.writer, custom)
+
+    def _collect_results(self) -> None:
+        for result in self.io.results():
+            self.finished.append(result)
+            if result.discarded:
+                continue
+            if result.ok:
+                self.log.info(
+                    f"EPISODE_WRITTEN id={result.episode_id} outcome={result.outcome} messages={result.messages} "
+                    f"bytes={result.bytes_written} parts={result.parts} path={result.path}"
+                )
+                continue
+            self.last_error = result.error
+            if self._episode is not None and self._episode.episode_id == result.episode_id:
+                self._episode = None
+            self.log.error(
+                f"RECORDING_FAILED id={result.episode_id} error={result.error}. Recording stopped; the partial "
+                f"bag {result.path} is marked unfinished (qt bags check/repair/quarantine); earlier episodes are intact."
+            )
+
+    def _bag_path(self, episode_id: str) -> Path:
+        root = Path(self.config.output_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        free_mb = shutil.disk_usage(root).free / 1e6
+        if free_mb < self.config.min_free_mb:
+            raise OSError(28, f"only {free_mb:.0f} MB free in {root} (min_free_mb={self.config.min_free_mb:g})")
+        base = _UNSAFE.sub("_", episode_id).strip("._") or "episode"
+        path, n = root / base, 1
+        while path.exists():
+            path, n = root / f"{base}-{n}", n + 1
+        return path
+
+    def _latest_instruction_text(self) -> str:
+        if self._latest_instruction is None:
+            return ""
+        msg = self._store.deserialize_cdr(self._latest_instruction.data, "std_msgs/msg/String")
+        return str(msg.data)
+
+    def _event_bytes(self, kind: int, outcome: int, episode: _Episode, stamp_ns: int) -> bytes:
+        """Serialise the EpisodeEvent the recorder writes itself when a service drives it."""
+        types = self._store.types
+        stamp = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+        event = types["qt_msgs/msg/EpisodeEvent"](
+            header=types["std_msgs/msg/Header"](stamp=stamp, frame_id=""),
+            event=kind,
+            outcome=outcome,
+            episode_id=episode.episode_id,
+            instruction=episode.instruction,
+            task_id=episode.task_id,
+            seed=episode.seed,
+        )
+        return bytes(self._store.serialize_cdr(event, "qt_msgs/msg/EpisodeEvent"))
+

@@ -1,0 +1,122 @@
+"""One control tick without ROS: newest image + instruction -> decode -> safety -> command.
+
+Why it is separate from the node: the whole decision path (which image is used, when the
+model runs, what the safety layer makes of its output, what the status reports) is plain
+Python over a real ONNX model, so tests drive it deterministically with chosen clocks. The
+node only converts messages and publishes what :meth:`PolicyController.tick` returns.
+
+The model runs only when something it sees has changed (a new image or a new instruction);
+on other ticks the previous decision is reused, because the decode is deterministic and
+re-running it would only burn the CPU the control loop needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from qt_policy_node.instructions import InstructionEmbedder
+from qt_policy_node.safety import INSTRUCTION_OK, Command, SafetyLayer
+
+
+class Decoder(Protocol):
+    """What the controller needs from qt_policy_node.decoder.PolicyDecoder."""
+
+    def decode(self, image: np.ndarray, embedding: np.ndarray, proprio: np.ndarray | None = None, *,
+               copy: bool = True) -> Any: ...
+
+
+@dataclass
+class TickResult:
+    """Everything the node publishes about one tick (command, status fields)."""
+
+    command: Command
+    bins: np.ndarray | None  # chosen bins of the decision in force (None: no decode yet)
+    q_values: np.ndarray | None
+    inference_latency_ms: float  # of the decode run on this tick, 0 if none ran
+    observation_age_ms: float  # age of the newest image, -1 if there is none
+    observation_stamp_s: float  # acquisition time of the image acted on, 0 if none
+    decoded: bool
+
+
+class PolicyController:
+    """Holds the newest observation and the decision made on it."""
+
+    def __init__(self, decoder: Decoder, safety: SafetyLayer, embedder: InstructionEmbedder) -> None:
+        self.decoder = decoder
+        self.safety = safety
+        self.embedder = embedder
+        self._image: np.ndarray | None = None
+        self._image_owner: object = None  # keeps the message alive while _image views its buffer
+        self._image_stamp_s = 0.0
+        self._image_seq = 0
+        self._decoded_seq = -1
+        self._decoded_instruction: str | None = None
+        self._action: np.ndarray | None = None
+        self._bins: np.ndarray | None = None
+        self._q: np.ndarray | None = None
+        self._decision_stamp_s = 0.0
+        self.decodes = 0
+        self.decode_errors = 0
+        self.last_error = ""
+
+    def set_image(self, image: np.ndarray, stamp_s: float, owner: object = None) -> None:
+        """Newest camera frame (uint8 [H, W, 3] RGB) and its acquisition time in seconds."""
+        self._image = image
+        self._image_owner = owner
+        self._image_stamp_s = stamp_s
+        self._image_seq += 1
+
+    def forget_observation(self) -> None:
+        """On deactivate/cleanup: a frame from before must not drive the next activation."""
+        self._image = None
+        self._image_owner = None
+        self._image_stamp_s = 0.0
+        self._action = self._bins = self._q = None
+        self._decoded_seq = -1
+        self._decoded_instruction = None
+
+    def tick(self, now_s: float, heartbeat_age_s: float | None) -> TickResult:
+        image_age_s = None if self._image is None else max(0.0, now_s - self._image_stamp_s)
+        holds = self.safety.hold_conditions(image_age_s, self.embedder.state, heartbeat_age_s)
+        latency_ms = 0.0
+        decoded = False
+        if not holds and self._needs_decode():
+            latency_ms = self._decode()
+            decoded = True
+        command = self.safety.command(holds, None if holds else self._action)
+        return TickResult(
+            command=command,
+            bins=self._bins,
+            q_values=self._q,
+            inference_latency_ms=latency_ms,
+            observation_age_ms=-1.0 if image_age_s is None else image_age_s * 1e3,
+            observation_stamp_s=self._decision_stamp_s if self._action is not None else 0.0,
+            decoded=decoded,
+        )
+
+    def _needs_decode(self) -> bool:
+        return (
+            self._action is None
+            or self._decoded_seq != self._image_seq
+            or self._decoded_instruction != self.embedder.text
+        )
+
+    def _decode(self) -> float:
+        """Run the model on the newest image; a failure leaves no action (the safety layer holds)."""
+        assert self._image is not None and self.embedder.state == INSTRUCTION_OK
+        self._decoded_seq = self._image_seq
+        self._decoded_instruction = self.embedder.text
+        self._decision_stamp_s = self._image_stamp_s
+        try:
+            result = self.decoder.decode(self._image, self.embedder.embedding, copy=False)
+        except Exception as exc:  # a model failure must stop the arm, not the node
+            self.decode_errors += 1
+            self.last_error = f"decode failed: {exc}"
+            self._action = self._bins = self._q = None
+            return 0.0
+        self.decodes += 1
+        self._action, self._bins, self._q = result.action, result.bins, result.q_values
+        return float(result.latency_ms)

@@ -1,0 +1,568 @@
+"""The policy node: a ROS 2 lifecycle node around PolicyController (``ros2 run qt_policy_node policy_node``).
+
+Lifecycle (``ros2 lifecycle set /policy_node configure|activate|deactivate|cleanup``):
+
+* **configure** loads ``policy.onnx`` + ``policy.json``, refuses a card whose action spec or
+  image size differs from the parameters (the error names the field and both values), picks
+  the execution provider (see providers.py) and logs which one runs; subscriptions, the reset
+  service and /diagnostics start here, so instruction and images are already known on activate.
+* **activate** starts the control timer. Commands, status and the control timer exist only
+  while active (lifecycle publishers), so an inactive node cannot move the arm.
+* **deactivate** publishes the stop command once, then stops the timer.
+
+The node itself only converts messages: decisions are made by PolicyController / SafetyLayer
+(plain Python, tested without DDS). All callbacks run in one mutually exclusive group, so the
+newest-image buffer is never read while being replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import TwistStamped
+from qt_common.action_spec import ActionSpec
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool, Float64, Header, String
+from std_srvs.srv import Trigger
+
+from qt_msgs.msg import ArmAction, PolicyStatus
+from qt_policy_node import params as P
+from qt_policy_node import providers
+from qt_policy_node.controller import PolicyController, TickResult
+from qt_policy_node.images import BadImage, ImageConverter
+from qt_policy_node.instructions import Encoder, InstructionEmbedder
+from qt_policy_node.safety import MODEL_FAULT, SafetyConfig, SafetyLayer
+
+# Action-spec dimension name -> (TwistStamped field, axis). Other names are not sent to Servo.
+TWIST_AXES = {
+    "dx": ("linear", "x"), "dy": ("linear", "y"), "dz": ("linear", "z"),
+    "droll": ("angular", "x"), "dpitch": ("angular", "y"), "dyaw": ("angular", "z"),
+}
+GRIPPER_DIM = "gripper"
+DIAGNOSTIC_NAME = "qt_policy_node: policy"
+
+
+class ConfigurationError(ValueError):
+    """Configure cannot proceed; the message says which parameter or artefact field is wrong."""
+
+
+def _reliable(depth: int, transient_local: bool = False) -> QoSProfile:
+    return QoSProfile(
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local else DurabilityPolicy.VOLATILE,
+    )
+
+
+def _stamp_s(stamp: Any) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def load_action_spec(path: str) -> ActionSpec:
+    """The spec the robot executes: the default, or ActionSpec.to_dict JSON from a file."""
+    if not path:
+        return ActionSpec.default()
+    try:
+        return ActionSpec.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        raise ConfigurationError(f"action_spec_file {path!r}: {exc}") from exc
+
+
+def load_text_encoder(card: dict[str, Any], path: str) -> tuple[Encoder | None, str]:
+    """The optional ONNX sentence encoder for instructions outside the card's cache.
+
+    Loaded at configure (about a second), never in the instruction callback, so a new wording
+    costs one encoder run and never a model load while the arm is under control.
+    """
+    section = card["text_encoder"]
+    try:
+        from qt_policy_node.text_encoder import TextEncoder
+
+        encoder = TextEncoder(path or None)
+    except Exception as exc:  # optional: the card's cache still works without it
+        return None, f"text encoder not loaded ({exc})"
+    if encoder.id != section.get("id") or encoder.dim != int(section["dim"]):
+        return None, (
+            f"text encoder at {encoder.directory} is {encoder.id!r} (dim {encoder.dim}) but the card was trained "
+            f"with {section.get('id')!r} (dim {section['dim']}); not used"
+        )
+    return encoder.embed, f"text encoder {encoder.id} loaded from {encoder.directory}"
+
+
+class PolicyNode(LifecycleNode):
+    """See the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(P.NODE_NAME, **kwargs)
+        for name, (default, description) in P.PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self._reset_runtime()
+
+    # ---- state -----------------------------------------------------------------------------
+
+    def _reset_runtime(self) -> None:
+        self.controller: PolicyController | None = None
+        self.decoder: Any = None
+        self.spec: ActionSpec | None = None
+        self.state_label = "unconfigured"
+        self.provider = ""
+        self.provider_warning = ""
+        self.encoder_note = ""
+        self._entities: list[tuple[str, Any]] = []
+        self._group: MutuallyExclusiveCallbackGroup | None = None
+        self._action_pub = self._twist_pub = self._gripper_pub = self._status_pub = self._diag_pub = None
+        self._control_timer: Any = None
+        self._heartbeat_rx_s: float | None = None
+        self._period_s = 0.1
+        self._rejected_images = 0
+        self._callback_errors = 0
+        self._ticks = 0
+        self._deadline_misses = 0
+        self._last_tick_start = 0.0
+        self._latency_ms = np.zeros(256)
+        self._latency_n = 0
+
+    def param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """Subscription/timer callback that logs an unexpected exception instead of ending the
+        process: a bug in one callback must not take the e-stop and the status down with it.
+        A tick that fails publishes nothing, so the robot's own command timeout stops the arm."""
+
+        def run(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:
+                self._callback_errors += 1
+                self.get_logger().error(f"{callback.__name__} failed ({self._callback_errors} so far): {exc!r}",
+                                        throttle_duration_sec=2.0)
+
+        return run
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # every failure is reported, none leaves a half-built node
+            self.get_logger().error(f"configure failed: {exc}")
+            self._destroy_entities()
+            self._reset_runtime()
+            return TransitionCallbackReturn.FAILURE
+        self.state_label = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        assert self.controller is not None
+        self.controller.safety.restart()
+        self._ticks = self._deadline_misses = 0
+        self._last_tick_start = 0.0
+        self._control_timer = self.create_timer(self._period_s, self._guarded(self._on_tick),
+                                                callback_group=self._group)
+        self.state_label = "active"
+        self.get_logger().info(
+            f"active: {1.0 / self._period_s:g} Hz on {self.provider} "
+            f"(model {self.decoder.card['model_id']})"
+        )
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_motion("deactivate")
+        self.state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_entities()
+        self._reset_runtime()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.state_label == "active":
+            self._stop_motion("shutdown")
+        self._destroy_entities()
+        self._reset_runtime()
+        self.state_label = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_motion(self, why: str) -> None:
+        """Publish the stop command once and end the control timer (while publishers are active)."""
+        if self._control_timer is not None:
+            self.destroy_timer(self._control_timer)
+            self._control_timer = None
+        if self.controller is None:
+            return
+        values = self.controller.safety.stop_command()
+        self._publish_command(values, self.get_clock().now().nanoseconds * 1e-9)
+        for publisher in (self._action_pub, self._twist_pub, self._gripper_pub):
+            if publisher is not None:
+                publisher.wait_for_all_acked(Duration(seconds=0.5))
+        self.controller.forget_observation()
+        self.get_logger().info(f"{why}: published the stop command; control timer stopped")
+
+    # ---- configure -----------------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        from qt_policy_node.decoder import PolicyDecoder
+
+        model_dir = P.resolve_model_path(str(self.param("model_path")))
+        if not (model_dir / "policy.json").is_file() or not (model_dir / "policy.onnx").is_file():
+            raise ConfigurationError(
+                f"model_path: {model_dir} has no policy.onnx + policy.json (set model_path, or export a model "
+                "there with `qt export ... --name default`)"
+            )
+        spec = load_action_spec(str(self.param("action_spec_file")))
+        height, width = int(self.param("image_height")), int(self.param("image_width"))
+        requested = providers.normalize(list(self.param("execution_providers")))
+        import onnxruntime
+
+        usable = providers.usable(requested, onnxruntime.get_available_providers())
+        decoder = PolicyDecoder(
+            model_dir,
+            usable,
+            expected_action_spec_digest=spec.digest(),
+            expected_image_size=(height, width),
+            threads=int(self.param("intra_op_threads")),
+            allow_cpu_fallback=True,  # judged below against the full preference list
+        )
+        warning = providers.judge(requested, decoder.provider)
+        if decoder.proprio_dim > 0:
+            raise ConfigurationError(
+                f"policy.json field 'proprio_dim' is {decoder.proprio_dim}: this node feeds image + instruction "
+                "only; export a model trained without proprioception"
+            )
+        rate = float(self.param("control_rate_hz")) or float(decoder.card["control_rate_hz"])
+        if not 0 < rate <= 1000:
+            raise ConfigurationError(f"control_rate_hz: expected (0, 1000], got {rate}")
+        card_rate = float(decoder.card["control_rate_hz"])
+        if abs(rate - card_rate) > 1e-6:
+            self.get_logger().warning(
+                f"control_rate_hz {rate:g} differs from the model card's {card_rate:g}: actions are per-step "
+                "deltas, so the arm moves at a different speed than in training"
+            )
+        safety = SafetyLayer(
+            spec,
+            SafetyConfig(
+                image_timeout_s=float(self.param("image_timeout_s")),
+                heartbeat_timeout_s=float(self.param("heartbeat_timeout_s")),
+                require_heartbeat=bool(self.param("require_heartbeat")),
+                slew_limit=tuple(float(v) for v in self.param("slew_limit")),
+            ),
+        )
+        encoder, self.encoder_note = (None, "text encoder disabled (use_text_encoder: false)")
+        if bool(self.param("use_text_encoder")):
+            encoder, self.encoder_note = load_text_encoder(decoder.card, str(self.param("text_encoder_path")))
+        text = decoder.card["text_encoder"]
+        embedder = InstructionEmbedder(text.get("embeddings", {}), int(text["dim"]), encoder)
+        self.converter = ImageConverter(height, width, bool(self.param("resize_images")))
+        self.decoder, self.spec, self.provider, self.provider_warning = decoder, spec, decoder.provider, warning
+        self.controller = PolicyController(decoder, safety, embedder)
+        self._period_s = 1.0 / rate
+        self._throttle_s = float(self.param("log_throttle_s"))
+        self._prepare_messages(spec)
+        self._create_entities()
+        log = self.get_logger()
+        log.info(f"model {decoder.card['model_id']} from {model_dir} ({decoder.card['algorithm']})")
+        log.info(f"execution provider: {decoder.provider} (requested {requested})")
+        if warning:
+            log.warning(warning)
+        log.info(f"{self.encoder_note}; {len(embedder.known)} cached instruction embeddings")
+
+    def _prepare_messages(self, spec: ActionSpec) -> None:
+        """Messages reused on every tick; only their values change."""
+        names = spec.names
+        self._twist_index = [(i, *TWIST_AXES[n]) for i, n in enumerate(names) if n in TWIST_AXES]
+        self._gripper_index = names.index(GRIPPER_DIM) if GRIPPER_DIM in names else None
+        frame_id = str(self.param("frame_id"))
+        self._action_msg = ArmAction(dimension_names=names, num_bins=spec.num_bins, source=ArmAction.SOURCE_POLICY)
+        self._action_msg.header.frame_id = frame_id
+        self._twist_msg = TwistStamped()
+        self._twist_msg.header.frame_id = frame_id
+        self._gripper_msg = Float64()
+        self._status_msg = PolicyStatus(model_id=str(self.decoder.card["model_id"]), execution_provider=self.provider)
+
+    def _create_entities(self) -> None:
+        self._group = MutuallyExclusiveCallbackGroup()
+        command_qos = _reliable(10)
+        self._action_pub = self.create_lifecycle_publisher(ArmAction, self.param("action_topic"), command_qos)
+        self._twist_pub = self.create_lifecycle_publisher(TwistStamped, self.param("twist_topic"), command_qos)
+        self._gripper_pub = (
+            self.create_lifecycle_publisher(Float64, self.param("gripper_topic"), command_qos)
+            if self._gripper_index is not None
+            else None
+        )
+        self._status_pub = self.create_lifecycle_publisher(PolicyStatus, self.param("status_topic"), command_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, self.param("diagnostics_topic"), command_qos)
+        group = {"callback_group": self._group}
+        guard = self._guarded
+        subs = [
+            self.create_subscription(Image, self.param("camera_topic"), guard(self._on_image), qos_profile_sensor_data,
+                                     **group),
+            self.create_subscription(String, self.param("instruction_topic"), guard(self._on_instruction),
+                                     _reliable(1, transient_local=True), **group),
+            self.create_subscription(Bool, self.param("estop_topic"), guard(self._on_estop), _reliable(10), **group),
+            self.create_subscription(Header, self.param("heartbeat_topic"), guard(self._on_heartbeat), _reliable(10),
+                                     **group),
+        ]
+        if self.param("compressed_camera_topic"):
+            subs.append(self.create_subscription(CompressedImage, self.param("compressed_camera_topic"),
+                                                 guard(self._on_compressed), qos_profile_sensor_data, **group))
+        service = self.create_service(Trigger, self.param("reset_estop_service"), self._on_reset_estop, **group)
+        diag_timer = self.create_timer(float(self.param("diagnostics_period_s")), guard(self._publish_diagnostics),
+                                       **group)
+        self._entities = [("subscription", s) for s in subs] + [("service", service), ("timer", diag_timer)]
+        self._entities += [("publisher", self._diag_pub)]
+        self._entities += [("lifecycle_publisher", p) for p in
+                           (self._action_pub, self._twist_pub, self._gripper_pub, self._status_pub) if p is not None]
+
+    def _destroy_entities(self) -> None:
+        if self._control_timer is not None:
+            self.destroy_timer(self._control_timer)
+        destroy = {
+            "subscription": self.destroy_subscription, "service": self.destroy_service,
+            "timer": self.destroy_timer, "publisher": self.destroy_publisher,
+            "lifecycle_publisher": self.destroy_lifecycle_publisher,
+        }
+        for kind, entity in self._entities:
+            destroy[kind](entity)
+        self._entities = []
+        self._action_pub = self._twist_pub = self._gripper_pub = self._status_pub = None
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _take_image(self, msg: Image | CompressedImage, compressed: bool) -> None:
+        assert self.controller is not None
+        try:
+            image = self.converter.from_compressed(msg) if compressed else self.converter.from_image(msg)
+        except BadImage as exc:
+            self._rejected_images += 1
+            self.get_logger().warning(f"rejected camera frame ({self._rejected_images} so far): {exc}",
+                                      throttle_duration_sec=self._throttle_s)
+            return
+        stamp = _stamp_s(msg.header.stamp) or self._now_s()
+        self.controller.set_image(image, stamp, owner=msg)
+
+    def _on_image(self, msg: Image) -> None:
+        self._take_image(msg, compressed=False)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._take_image(msg, compressed=True)
+
+    def _on_instruction(self, msg: String) -> None:
+        assert self.controller is not None
+        embedder = self.controller.embedder
+        if not embedder.set(msg.data):
+            return
+        if embedder.problem:
+            self.get_logger().warning(f"instruction {msg.data!r}: {embedder.problem}; holding still")
+        else:
+            self.get_logger().info(f"instruction {msg.data!r} (embedding from {embedder.source})")
+
+    def _on_estop(self, msg: Bool) -> None:
+        assert self.controller is not None
+        safety = self.controller.safety
+        was_latched = safety.estop_latched
+        safety.on_estop(msg.data)
+        if safety.estop_latched and not was_latched:
+            self.get_logger().warning("e-stop asserted: stopping; latched until qt/reset_estop is called")
+            if self._control_timer is not None:
+                self._on_tick()  # stop now, not at the next tick
+
+    def _on_heartbeat(self, msg: Header) -> None:
+        self._heartbeat_rx_s = self._now_s()
+
+    def _on_reset_estop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.controller is None:
+            response.success, response.message = False, "node is not configured"
+            return response
+        response.success, response.message = self.controller.safety.reset_estop()
+        self.get_logger().info(f"reset_estop: {response.message}")
+        return response
+
+    # ---- control tick ------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        assert self.controller is not None
+        started = time.perf_counter()
+        if self._last_tick_start and started - self._last_tick_start > 1.5 * self._period_s:
+            self._deadline_misses += 1
+        self._last_tick_start = started
+        now = self._now_s()
+        heartbeat_age = None if self._heartbeat_rx_s is None else now - self._heartbeat_rx_s
+        result = self.controller.tick(now, heartbeat_age)
+        command = result.command
+        if MODEL_FAULT in command.interventions:
+            reason = self.controller.last_error or "model output is not finite (NaN/inf)"
+            self.get_logger().error(f"model fault, holding still: {reason}", throttle_duration_sec=self._throttle_s)
+        if command.publish:
+            self._publish_command(command.values, result.observation_stamp_s or now)
+        self._publish_status(result, now)
+        if result.decoded:
+            self._latency_ms[self._latency_n % self._latency_ms.size] = result.inference_latency_ms
+            self._latency_n += 1
+        self._ticks += 1
+        if time.perf_counter() - started > self._period_s:
+            self._deadline_misses += 1
+
+    def _publish_command(self, values: np.ndarray, stamp_s: float) -> None:
+        assert self.spec is not None
+        stamp = Time(seconds=stamp_s).to_msg()
+        now = self.get_clock().now().to_msg()
+        action = self._action_msg
+        action.header.stamp = stamp
+        action.values = values
+        action.bins = self.spec.values_to_bins(values)
+        self._action_pub.publish(action)
+        twist = self._twist_msg
+        twist.header.stamp = now
+        for index, part, axis in self._twist_index:
+            setattr(getattr(twist.twist, part), axis, float(values[index]) / self._period_s)
+        self._twist_pub.publish(twist)
+        if self._gripper_index is not None:
+            self._gripper_msg.data = float(values[self._gripper_index])
+            self._gripper_pub.publish(self._gripper_msg)
+
+    def _publish_status(self, result: TickResult, now_s: float) -> None:
+        assert self.controller is not None
+        safety = self.controller.safety
+        status = self._status_msg
+        status.header.stamp = Time(seconds=now_s).to_msg()
+        status.bins = result.bins if result.bins is not None and not result.command.holding else []
+        status.q_values = result.q_values if result.q_values is not None and not result.command.holding else []
+        status.action = result.command.values
+        status.inference_latency_ms = float(result.inference_latency_ms)
+        status.observation_age_ms = float(result.observation_age_ms)
+        status.safety_intervened = bool(result.command.interventions)
+        status.interventions = result.command.interventions
+        status.intervention_count = safety.total_interventions
+        status.estop_latched = safety.estop_latched
+        self._status_pub.publish(status)
+
+    # ---- diagnostics ------------------------------------------------------------------------------
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        """One DiagnosticStatus describing the node now (also used by tests and qt run)."""
+        status = DiagnosticStatus(name=DIAGNOSTIC_NAME, hardware_id=self.provider)
+        controller = self.controller
+        values: dict[str, Any] = {"state": self.state_label, "execution_provider": self.provider}
+        level, message = DiagnosticStatus.OK, self.state_label
+        if controller is not None:
+            safety, embedder = controller.safety, controller.embedder
+            count = min(self._latency_n, self._latency_ms.size)
+            recent = self._latency_ms[:count]
+            values.update({
+                "model_id": self.decoder.card["model_id"],
+                "control_rate_hz": f"{1.0 / self._period_s:g}",
+                "instruction": embedder.text or "",
+                "instruction_state": embedder.state,
+                "text_encoder": self.encoder_note,
+                "ticks": self._ticks,
+                "decodes": controller.decodes,
+                "decode_errors": controller.decode_errors,
+                "deadline_misses": self._deadline_misses,
+                "rejected_images": self._rejected_images,
+                "callback_errors": self._callback_errors,
+                "estop_latched": safety.estop_latched,
+                "intervention_count": safety.total_interventions,
+                "inference_ms_p50": f"{np.percentile(recent, 50):.3f}" if count else "",
+                "inference_ms_max": f"{recent.max():.3f}" if count else "",
+            })
+            values.update({f"interventions.{rule}": n for rule, n in safety.counts.items()})
+            if safety.estop_latched:
+                level, message = DiagnosticStatus.ERROR, "e-stop latched"
+            elif controller.decode_errors and controller.last_error:
+                level, message = DiagnosticStatus.ERROR, controller.last_error
+            elif embedder.problem and self.state_label == "active":
+                level, message = DiagnosticStatus.WARN, embedder.problem
+            if self.provider_warning and level == DiagnosticStatus.OK:
+                level, message = DiagnosticStatus.WARN, self.provider_warning
+        status.level = level
+        status.message = message
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        return status
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray(status=[self.diagnostic_status()])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+# ---- process entry points ------------------------------------------------------------------------
+
+
+def bring_up(node: PolicyNode) -> bool:
+    """configure + activate; False (with the reason already logged) when either fails."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        return False
+    return node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+
+def bring_down(node: PolicyNode) -> None:
+    """deactivate (publishes the stop command) and clean up, whatever state the node is in."""
+    if node.state_label == "active":
+        node.trigger_deactivate()
+    if node.state_label == "inactive":
+        node.trigger_cleanup()
+
+
+class StopFlag:
+    """SIGINT/SIGTERM set a flag instead of tearing rclpy down, so shutdown can still publish."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stopped = True
+
+
+def spin_until_stopped(executor: Any, flag: StopFlag) -> None:
+    while not flag.stopped and rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    rclpy.init(args=sys.argv if argv is None else argv, signal_handler_options=SignalHandlerOptions.NO)
+    flag = StopFlag()
+    node = PolicyNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        if node.param("autostart") and not bring_up(node):
+            node.get_logger().fatal("autostart failed (see the error above); exiting")
+            code = 1
+        else:
+            print("policy_node: ready", flush=True)
+            spin_until_stopped(executor, flag)
+    finally:
+        bring_down(node)
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Every parameter of the policy node: name, default and meaning, in one table.
+
+Why a table: the node declares exactly these, config/run.yaml sets a subset of them,
+the launch file and ``qt run`` pass a few more, and a test checks that all of them agree (a
+misspelt name in YAML would otherwise be ignored without a word).
+
+Topic defaults are relative names, so the ``namespace`` launch argument moves them; with no
+namespace they resolve to the absolute names of docs/CONTRACTS.md. ``/diagnostics`` stays
+absolute because monitoring tools listen there for every node.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+NODE_NAME = "policy_node"
+
+# name -> (default, description). The default's Python type fixes the ROS parameter type.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "model_path": ("", "directory with policy.onnx + policy.json; empty: $QT_ROBOT_ROOT/models/default"),
+    "autostart": (False, "configure and activate on start (the launch file and qt run set it)"),
+    "execution_providers": (
+        ["CPUExecutionProvider"],
+        "ONNX Runtime providers in order of preference (TensorrtExecutionProvider, CUDAExecutionProvider, "
+        "CPUExecutionProvider; or tensorrt, cuda, cpu). Only listed providers may run: leave out the CPU "
+        "to refuse a GPU-less start; with it listed, a CPU fallback is allowed but logged and published",
+    ),
+    "intra_op_threads": (1, "ONNX Runtime intra-op threads for the decode"),
+    "control_rate_hz": (0.0, "decisions per second; 0: the model card's control_rate_hz"),
+    "image_height": (96, "camera image height the node is configured for; the card must match"),
+    "image_width": (96, "camera image width the node is configured for; the card must match"),
+    "resize_images": (False, "resize frames of another size to image_height x image_width instead of rejecting"),
+    "action_spec_file": ("", "JSON action spec the robot executes (ActionSpec.to_dict); empty: the default spec"),
+    "frame_id": ("base_link", "frame of the TwistStamped and ArmAction commands"),
+    "camera_topic": ("camera/image_raw", "sensor_msgs/Image input (sensor-data QoS)"),
+    "compressed_camera_topic": ("camera/image_raw/compressed", "sensor_msgs/CompressedImage input; empty: off"),
+    "instruction_topic": ("instruction", "std_msgs/String, transient local"),
+    "estop_topic": ("estop", "std_msgs/Bool; true latches until the reset service is called"),
+    "heartbeat_topic": ("heartbeat", "std_msgs/Header from the operator station"),
+    "action_topic": ("qt/action", "qt_msgs/ArmAction output (source POLICY)"),
+    "twist_topic": ("servo_node/delta_twist_cmds", "geometry_msgs/TwistStamped output for MoveIt Servo"),
+    "gripper_topic": ("gripper/command", "std_msgs/Float64 gripper output"),
+    "status_topic": ("qt/policy_status", "qt_msgs/PolicyStatus, one per control tick"),
+    "diagnostics_topic": ("/diagnostics", "diagnostic_msgs/DiagnosticArray"),
+    "reset_estop_service": ("qt/reset_estop", "std_srvs/Trigger that clears the e-stop latch"),
+    "image_timeout_s": (0.5, "hold still when the newest image is older than this (by its header stamp)"),
+    "require_heartbeat": (False, "hold still unless a heartbeat arrived within heartbeat_timeout_s"),
+    "heartbeat_timeout_s": (1.0, "maximum age of the last heartbeat (by arrival time)"),
+    "slew_limit": (
+        [0.01, 0.01, 0.01, 0.075, 0.0],
+        "maximum change per control step of each action dimension, physical units; 0: unlimited",
+    ),
+    "use_text_encoder": (True, "embed instructions missing from the card's cache with the ONNX text encoder"),
+    "text_encoder_path": ("", "directory of the exported text encoder; empty: its default location"),
+    "diagnostics_period_s": (1.0, "period of /diagnostics messages"),
+    "log_throttle_s": (2.0, "minimum interval between repeated warnings about bad input"),
+}
+
+
+def default_model_path() -> Path:
+    """The shipped model: models/default under the repository (QT_ROBOT_ROOT, set by env.sh)."""
+    root = os.environ.get("QT_ROBOT_ROOT") or str(Path.cwd())
+    return Path(root) / "models" / "default"
+
+
+def resolve_model_path(value: str) -> Path:
+    return Path(value).expanduser() if value else default_model_path()

@@ -1,0 +1,36 @@
+"""The simulated arm, optionally with the scripted-expert operator.
+
+    ros2 launch qt_sim sim.launch.py
+    ros2 launch qt_sim sim.launch.py expert:=true          # expert collects episodes back to back
+
+Thin on purpose: behaviour lives in the nodes and in config/*.yaml. Without the ros2 CLI (a
+pip-only machine) start the same nodes with  python -m qt_sim.driver_node  and
+python -m qt_sim.expert_teleop  (docs/SIM.md).
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = FindPackageShare("qt_sim")
+    namespace = LaunchConfiguration("namespace")
+    return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of every node and topic"),
+        DeclareLaunchArgument("expert", default_value="false", choices=["true", "false"],
+                              description="also start the scripted-expert teleop node"),
+        DeclareLaunchArgument("driver_params", description="parameter YAML of the sim driver",
+                              default_value=PathJoinSubstitution([config, "config", "sim_driver.yaml"])),
+        DeclareLaunchArgument("expert_params", description="parameter YAML of the expert teleop",
+                              default_value=PathJoinSubstitution([config, "config", "expert_teleop.yaml"])),
+        Node(package="qt_sim", executable="sim_driver", name="sim_driver", namespace=namespace,
+             output="screen", parameters=[LaunchConfiguration("driver_params")]),
+        Node(package="qt_sim", executable="expert_teleop", name="expert_teleop", namespace=namespace,
+             output="screen", parameters=[LaunchConfiguration("expert_params")],
+             condition=IfCondition(LaunchConfiguration("expert"))),
+    ])

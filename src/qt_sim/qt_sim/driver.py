@@ -1,0 +1,203 @@
+"""The simulated robot's controller, without ROS: command buffers, timeout, episodes, ticks.
+
+qt_sim.driver_node is a thin rclpy shell around :class:`SimDriver`; tests drive this class
+directly. Semantics (docs/SIM.md):
+
+* Commands are velocities: the newest command of each channel is executed on every control
+  tick until ``command_timeout_s`` has passed since it arrived; then that channel reads "no
+  motion" and the arm holds still, like a real controller whose command stream stopped.
+  Channels: motion (dx dy dz dyaw; from ArmAction or TwistStamped, newest wins) and gripper
+  (from ArmAction or the gripper command, newest wins).
+* An episode starts with :meth:`start_episode` (scene reset with task and seed) and ends when
+  the task's success check holds (outcome success), at the horizon (failure), or by
+  :meth:`end_episode` (any outcome). Between episodes the scene is frozen: ticks still return
+  the state and the camera frame but nothing moves. Starting while an episode runs is refused.
+
+Thread use: create the driver, call :meth:`tick` and the episode methods on one thread (the
+renderer's GL context belongs to it); the command methods may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from qt_common.action_spec import ActionSpec
+
+from qt_sim import commands
+from qt_sim.env import DEFAULT_HORIZON, TabletopEnv
+from qt_sim.tasks import SPLITS, TASK_IDS
+from qt_sim.world import SceneState
+
+OUTCOMES = ("success", "failure", "discard")
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    width: int = 96
+    height: int = 96
+    horizon: int = DEFAULT_HORIZON
+    control_rate_hz: float = 10.0
+    command_timeout_s: float = 0.3
+    tasks: tuple[str, ...] = TASK_IDS
+    instruction_split: str = "train"
+
+    def __post_init__(self) -> None:
+        if not self.control_rate_hz > 0:
+            raise ValueError(f"control_rate_hz: expected > 0, got {self.control_rate_hz}")
+        if not self.command_timeout_s > 0:
+            raise ValueError(f"command_timeout_s: expected > 0 seconds, got {self.command_timeout_s}")
+        if self.instruction_split not in SPLITS:
+            raise ValueError(f"instruction_split: expected one of {SPLITS}, got {self.instruction_split!r}")
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+
+@dataclass(frozen=True)
+class EpisodeEvent:
+    """START or END of an episode (mirrors qt_msgs/EpisodeEvent)."""
+
+    event: str  # "start" | "end"
+    outcome: str  # "none" | "success" | "failure" | "discard"
+    episode_id: str
+    instruction: str
+    task_id: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class EpisodeReply:
+    """Answer to a start/end request (mirrors the StartEpisode/EndEpisode responses)."""
+
+    accepted: bool
+    episode_id: str = ""
+    instruction: str = ""
+    message: str = ""
+    event: EpisodeEvent | None = None
+
+
+@dataclass
+class TickOutput:
+    image: np.ndarray
+    state: SceneState
+    proprio: np.ndarray
+    executed: np.ndarray  # physical values applied this tick (zeros when nothing ran)
+    stepped: bool
+    events: list[EpisodeEvent] = field(default_factory=list)
+
+
+@dataclass
+class _Channel:
+    values: np.ndarray
+    received_at: float = float("-inf")
+
+
+class SimDriver:
+    """See the module docstring."""
+
+    def __init__(self, config: DriverConfig | None = None, action_spec: ActionSpec | None = None):
+        self.config = config or DriverConfig()
+        self.spec = action_spec or ActionSpec.default()
+        self.env = TabletopEnv(
+            width=self.config.width,
+            height=self.config.height,
+            horizon=self.config.horizon,
+            control_period_s=self.config.period_s,
+            tasks=self.config.tasks,
+            instruction_split=self.config.instruction_split,
+            action_spec=self.spec,
+        )
+        self._lock = threading.Lock()
+        self._motion = _Channel(np.zeros(4))
+        self._gripper = _Channel(np.zeros(1))
+        self._seeds = np.random.default_rng()
+        self.episode: EpisodeEvent | None = None  # the START event of the running episode
+        obs, _ = self.env.reset(seed=0)
+        self._image = obs["image"]
+        self._proprio = obs["proprio"]
+
+    # ---- commands (any thread) ------------------------------------------------------------
+
+    def arm_action(self, names: list[str], values: list[float], now: float, frame_id: str = "") -> None:
+        vals = commands.arm_action_values(self.spec, names, values, frame_id)
+        with self._lock:
+            self._motion = _Channel(vals[:4], now)
+            self._gripper = _Channel(vals[4:], now)
+
+    def twist(self, linear: list[float], angular_z: float, now: float, frame_id: str = "") -> None:
+        vals = commands.twist_values(self.spec, linear, angular_z, self.config.period_s, frame_id)
+        with self._lock:
+            self._motion = _Channel(vals, now)
+
+    def gripper(self, value: float, now: float) -> None:
+        val = commands.gripper_value(self.spec, value)
+        with self._lock:
+            self._gripper = _Channel(np.array([val]), now)
+
+    def current_command(self, now: float) -> np.ndarray:
+        """The physical values a tick at ``now`` would execute (zeros for timed-out channels)."""
+        timeout = self.config.command_timeout_s
+        with self._lock:
+            motion = self._motion.values if now - self._motion.received_at <= timeout else np.zeros(4)
+            grip = self._gripper.values if now - self._gripper.received_at <= timeout else np.zeros(1)
+        return np.concatenate([motion, grip])
+
+    # ---- episodes (simulation thread) -----------------------------------------------------
+
+    def start_episode(self, task_id: str = "", seed: int = -1, instruction: str = "") -> EpisodeReply:
+        if self.episode is not None:
+            return EpisodeReply(False, message=f"episode {self.episode.episode_id} is running; end it first")
+        if task_id and task_id not in self.config.tasks:
+            return EpisodeReply(False, message=f"task_id: unknown or disabled task {task_id!r}; "
+                                f"expected one of {', '.join(self.config.tasks)}")
+        if seed < -1:
+            return EpisodeReply(False, message=f"seed: expected >= 0, or -1 for a random seed; got {seed}")
+        if seed == -1:
+            seed = int(self._seeds.integers(2**31 - 1))
+        options = {"task_id": task_id} if task_id else {}
+        if instruction.strip():
+            options["instruction"] = instruction.strip()
+        with self._lock:  # commands sent before the episode must not leak into it
+            self._motion = _Channel(np.zeros(4))
+            self._gripper = _Channel(np.zeros(1))
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._image, self._proprio = obs["image"], obs["proprio"]
+        episode_id = f"{info['task_id'].replace('/', '-')}-s{seed}-{uuid.uuid4().hex[:8]}"
+        self.episode = EpisodeEvent("start", "none", episode_id, info["instruction"], info["task_id"], seed)
+        return EpisodeReply(True, episode_id, info["instruction"], f"started {info['task_id']} seed {seed}",
+                            self.episode)
+
+    def end_episode(self, outcome: str) -> EpisodeReply:
+        if outcome not in OUTCOMES:
+            return EpisodeReply(False, message=f"outcome: expected one of {OUTCOMES}, got {outcome!r}")
+        if self.episode is None:
+            return EpisodeReply(False, message="no episode is running")
+        event = self._finish(outcome)
+        return EpisodeReply(True, event.episode_id, event.instruction, f"ended with {outcome}", event)
+
+    def tick(self, now: float) -> TickOutput:
+        """One control period: execute the current command if an episode runs, read the state."""
+        events: list[EpisodeEvent] = []
+        executed = np.zeros(5)
+        stepped = False
+        if self.episode is not None:
+            executed = self.current_command(now)
+            obs, _, terminated, truncated, _ = self.env.step_values(executed)
+            self._image, self._proprio = obs["image"], obs["proprio"]
+            stepped = True
+            if terminated or truncated:
+                events.append(self._finish("success" if terminated else "failure"))
+        return TickOutput(self._image, self.env.scene_state(), self._proprio, executed, stepped, events)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def _finish(self, outcome: str) -> EpisodeEvent:
+        assert self.episode is not None
+        start = self.episode
+        self.episode = None
+        return EpisodeEvent("end", outcome, start.episode_id, start.instruction, start.task_id, start.seed)

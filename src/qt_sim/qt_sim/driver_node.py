@@ -1,0 +1,312 @@
+"""ROS 2 shell around qt_sim.driver.SimDriver: topics, services, a fixed-rate simulation thread.
+
+    ros2 run qt_sim sim_driver --ros-args --params-file $(ros2 pkg prefix qt_sim)/share/qt_sim/config/sim_driver.yaml
+    python -m qt_sim.driver_node --ros-args -p image_width:=640 -p image_height:=480
+
+The simulation (physics, rendering, episode resets) runs on one thread of its own at the control
+rate: EGL contexts are bound to their creating thread, so rendering must never hop between
+executor threads. ROS callbacks only hand commands to the driver (thread-safe) and post episode
+requests to the simulation thread, waiting for its answer. Topic names, QoS and message
+semantics: docs/CONTRACTS.md and docs/SIM.md.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import rclpy
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
+
+from qt_msgs.msg import ArmAction
+from qt_msgs.msg import EpisodeEvent as EpisodeEventMsg
+from qt_msgs.srv import EndEpisode, StartEpisode
+from qt_sim.commands import CommandRejected
+from qt_sim.driver import DriverConfig, EpisodeEvent, SimDriver, TickOutput
+from qt_sim.ros_common import reliable
+from qt_sim.tasks import TASK_IDS
+from qt_sim.world import CUBE_COLOURS, TARGET_COLOURS
+
+OUTCOME_NAMES = {
+    EndEpisode.Request.OUTCOME_SUCCESS: "success",
+    EndEpisode.Request.OUTCOME_FAILURE: "failure",
+    EndEpisode.Request.OUTCOME_DISCARD: "discard",
+}
+OUTCOME_CODES = {
+    "none": EpisodeEventMsg.OUTCOME_NONE,
+    "success": EpisodeEventMsg.OUTCOME_SUCCESS,
+    "failure": EpisodeEventMsg.OUTCOME_FAILURE,
+    "discard": EpisodeEventMsg.OUTCOME_DISCARD,
+}
+REJECT_LOG_PERIOD_S = 2.0
+JOB_TIMEOUT_S = 10.0
+
+PARAMETERS: dict[str, Any] = {
+    "control_rate_hz": 10.0,
+    "image_width": 96,
+    "image_height": 96,
+    "horizon": 100,
+    "command_timeout_s": 0.3,
+    "tasks": "",  # comma-separated task ids; empty = all
+    "instruction_split": "train",
+    "auto_start": False,  # start a random episode at launch and after every end (demo mode)
+    "camera_frame_id": "camera_optical_frame",
+    "base_frame_id": "base_link",
+    "image_topic": "camera/image_raw",
+    "joint_states_topic": "joint_states",
+    "ee_pose_topic": "ee_pose",
+    "object_poses_topic": "sim/object_poses",
+    "instruction_topic": "instruction",
+    "events_topic": "episode/events",
+    "action_topic": "qt/action",
+    "twist_topic": "servo_node/delta_twist_cmds",
+    "gripper_topic": "gripper/command",
+    "start_service": "sim/start_episode",
+    "end_service": "sim/end_episode",
+}
+
+
+def event_message(event: EpisodeEvent, stamp: Any) -> EpisodeEventMsg:
+    msg = EpisodeEventMsg()
+    msg.header.stamp = stamp
+    msg.event = EpisodeEventMsg.EVENT_START if event.event == "start" else EpisodeEventMsg.EVENT_END
+    msg.outcome = OUTCOME_CODES[event.outcome]
+    msg.episode_id = event.episode_id
+    msg.instruction = event.instruction
+    msg.task_id = event.task_id
+    msg.seed = event.seed
+    return msg
+
+
+class SimDriverNode(Node):
+    def __init__(self, **kwargs: Any):
+        super().__init__("sim_driver", **kwargs)
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.p = p
+        tasks = tuple(t.strip() for t in str(p["tasks"]).split(",") if t.strip()) or TASK_IDS
+        self.config = DriverConfig(
+            width=int(p["image_width"]), height=int(p["image_height"]), horizon=int(p["horizon"]),
+            control_rate_hz=float(p["control_rate_hz"]), command_timeout_s=float(p["command_timeout_s"]),
+            tasks=tasks, instruction_split=str(p["instruction_split"]),
+        )
+        self.rejected = 0
+        self._jobs: queue.Queue[tuple[Callable[[], Any], list[Any], threading.Event]] = queue.Queue()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._driver: SimDriver | None = None
+
+        self._image_pub = self.create_publisher(Image, p["image_topic"], reliable(5))
+        self._joint_pub = self.create_publisher(JointState, p["joint_states_topic"], reliable(10))
+        self._pose_pub = self.create_publisher(PoseStamped, p["ee_pose_topic"], reliable(10))
+        self._objects_pub = self.create_publisher(PoseArray, p["object_poses_topic"], reliable(10))
+        self._instruction_pub = self.create_publisher(String, p["instruction_topic"], reliable(1, latched=True))
+        self._events_pub = self.create_publisher(EpisodeEventMsg, p["events_topic"], reliable(10, latched=True))
+
+        self._thread = threading.Thread(target=self._simulate, name="qt_sim", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=60.0)
+        if self._startup_error is not None or self._driver is None:
+            raise RuntimeError(f"sim_driver: simulation failed to start: {self._startup_error}")
+
+        self.create_subscription(ArmAction, p["action_topic"], self._on_action, reliable(10))
+        self.create_subscription(TwistStamped, p["twist_topic"], self._on_twist, reliable(10))
+        self.create_subscription(Float64, p["gripper_topic"], self._on_gripper, reliable(10))
+        self.create_service(StartEpisode, p["start_service"], self._on_start)
+        self.create_service(EndEpisode, p["end_service"], self._on_end)
+        self.get_logger().info(
+            f"sim_driver ready: {self.config.width}x{self.config.height} camera, "
+            f"{self.config.control_rate_hz:g} Hz, horizon {self.config.horizon}, {len(tasks)} tasks"
+        )
+
+    # ---- command callbacks (executor thread) ----------------------------------------------
+
+    def _reject(self, exc: CommandRejected) -> None:
+        self.rejected += 1
+        self.get_logger().warning(f"rejected command ({self.rejected} so far): {exc}",
+                                  throttle_duration_sec=REJECT_LOG_PERIOD_S)
+
+    def _on_action(self, msg: ArmAction) -> None:
+        try:
+            self._driver.arm_action(list(msg.dimension_names), list(msg.values), time.monotonic(),
+                                    msg.header.frame_id)
+        except CommandRejected as exc:
+            self._reject(exc)
+
+    def _on_twist(self, msg: TwistStamped) -> None:
+        lin = msg.twist.linear
+        try:
+            self._driver.twist([lin.x, lin.y, lin.z], msg.twist.angular.z, time.monotonic(), msg.header.frame_id)
+        except CommandRejected as exc:
+            self._reject(exc)
+
+    def _on_gripper(self, msg: Float64) -> None:
+        try:
+            self._driver.gripper(msg.data, time.monotonic())
+        except CommandRejected as exc:
+            self._reject(exc)
+
+    def _on_start(self, request: StartEpisode.Request, response: StartEpisode.Response) -> StartEpisode.Response:
+        reply = self._in_sim_thread(
+            lambda: self._start(request.task_id.strip(), int(request.seed), request.instruction)
+        )
+        response.accepted, response.episode_id = reply.accepted, reply.episode_id
+        response.instruction, response.message = reply.instruction, reply.message
+        return response
+
+    def _on_end(self, request: EndEpisode.Request, response: EndEpisode.Response) -> EndEpisode.Response:
+        outcome = OUTCOME_NAMES.get(request.outcome, f"code {request.outcome}")
+        reply = self._in_sim_thread(lambda: self._end(outcome))
+        response.accepted, response.episode_id, response.message = reply.accepted, reply.episode_id, reply.message
+        return response
+
+    def _in_sim_thread(self, job: Callable[[], Any]) -> Any:
+        result: list[Any] = []
+        done = threading.Event()
+        self._jobs.put((job, result, done))
+        if not done.wait(JOB_TIMEOUT_S) or not result:
+            raise RuntimeError("sim_driver: the simulation thread did not answer")
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    # ---- simulation thread ----------------------------------------------------------------
+
+    def _start(self, task_id: str, seed: int, instruction: str) -> Any:
+        reply = self._driver.start_episode(task_id, seed, instruction)
+        if reply.accepted:
+            self._publish_event(reply.event)
+            self.get_logger().info(f"episode {reply.episode_id} started: {reply.instruction!r}")
+        else:
+            self.get_logger().warning(f"start refused: {reply.message}")
+        return reply
+
+    def _end(self, outcome: str) -> Any:
+        reply = self._driver.end_episode(outcome)
+        if reply.accepted:
+            self._publish_event(reply.event)
+            self.get_logger().info(f"episode {reply.episode_id} ended by request: {outcome}")
+        else:
+            self.get_logger().warning(f"end refused: {reply.message}")
+        return reply
+
+    def _simulate(self) -> None:
+        try:
+            self._driver = SimDriver(self.config)
+        except BaseException as exc:  # reported by __init__
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop()
+        except Exception as exc:
+            if self.context.ok():  # a real fault, not a publish racing with shutdown
+                self.get_logger().error(f"simulation thread stopped: {exc!r}")
+                raise
+        finally:
+            self._driver.close()
+
+    def _loop(self) -> None:
+        period = self.config.period_s
+        next_tick = time.monotonic()
+        if self.p["auto_start"]:
+            self._start("", -1, "")
+        while not self._stop.is_set() and self.context.ok():
+            wait = next_tick - time.monotonic()
+            try:
+                job, result, done = self._jobs.get(timeout=wait) if wait > 0 else self._jobs.get_nowait()
+            except queue.Empty:
+                pass
+            else:
+                try:
+                    result.append(job())
+                except Exception as exc:
+                    result.append(exc)
+                done.set()
+                continue
+            output = self._driver.tick(time.monotonic())
+            self._publish_tick(output, self.get_clock().now().to_msg())
+            for event in output.events:
+                self._publish_event(event)
+                self.get_logger().info(f"episode {event.episode_id} ended: {event.outcome}")
+            if output.events and self.p["auto_start"]:
+                self._start("", -1, "")
+            next_tick += period
+            if next_tick < time.monotonic() - period:  # fell behind: skip, never burst
+                next_tick = time.monotonic()
+
+    def _publish_event(self, event: EpisodeEvent) -> None:
+        stamp = self.get_clock().now().to_msg()
+        if event.event == "start":
+            self._instruction_pub.publish(String(data=event.instruction))
+        self._events_pub.publish(event_message(event, stamp))
+
+    def _publish_tick(self, out: TickOutput, stamp: Any) -> None:
+        base = self.p["base_frame_id"]
+        image = Image()
+        image.header.stamp, image.header.frame_id = stamp, self.p["camera_frame_id"]
+        image.height, image.width = out.image.shape[:2]
+        image.encoding, image.step = "rgb8", out.image.shape[1] * 3
+        image.data = out.image.tobytes()
+        self._image_pub.publish(image)
+
+        joints = JointState()
+        joints.header.stamp = stamp
+        joints.name = list(out.state.joint_names)
+        joints.position = out.state.joint_positions.tolist()
+        joints.velocity = out.state.joint_velocities.tolist()
+        self._joint_pub.publish(joints)
+
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, base
+        pose.pose = make_pose(out.state.ee_pos, out.state.ee_quat)
+        self._pose_pub.publish(pose)
+
+        objects = PoseArray()  # published last: a consumer may treat it as "this tick is complete"
+        objects.header.stamp, objects.header.frame_id = stamp, base
+        objects.poses = [make_pose(out.state.cube_pos[c], out.state.cube_quat[c]) for c in CUBE_COLOURS]
+        objects.poses += [make_pose(out.state.target_pos[t], (1.0, 0.0, 0.0, 0.0)) for t in TARGET_COLOURS]
+        self._objects_pub.publish(objects)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+
+
+def make_pose(position: Any, quat_wxyz: Any) -> Pose:
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
+    return pose
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimDriverNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Model and training configuration as plain dataclasses (JSON round-trip, validated).
+
+Why dataclasses and not a config framework: checkpoints and policy cards store the config as
+JSON and rebuild the exact same network from it; a flat dataclass is all that needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ALGORITHMS = ("q_transformer", "bc")
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    values = dict(data)
+    for f in fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network shape. Image size, action dims and bins come from the dataset at train time.
+
+    The default is small on purpose: it trains on a CPU and decodes far faster than 100 Hz on
+    one core (bench/trainer_bench.py measures it).
+    """
+
+    algorithm: str = "q_transformer"
+    image_height: int = 96
+    image_width: int = 96
+    num_dims: int = 5
+    num_bins: int = 256
+    embed_dim: int = 384  # instruction embedding size (all-MiniLM-L6-v2: 384)
+    proprio_dim: int = 0
+    conv_channels: tuple[int, ...] = (32, 64, 96, 128)
+    num_obs_tokens: int = 8
+    d_model: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    ff_mult: int = 2
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"model config: 'algorithm' must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        for name in ("image_height", "image_width", "num_dims", "embed_dim", "num_obs_tokens", "d_model",
+                     "num_layers", "num_heads", "ff_mult"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"model config: {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.num_bins < 2:
+            raise ValueError(f"model config: 'num_bins' must be >= 2, got {self.num_bins}")
+        if self.proprio_dim < 0:
+            raise ValueError(f"model config: 'proprio_dim' must be >= 0, got {self.proprio_dim}")
+        if not self.conv_channels:
+            raise ValueError("model config: 'conv_channels' must not be empty")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"model config: 'd_model' ({self.d_model}) must be divisible by 'num_heads' ({self.num_heads})"
+            )
+        if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
+            raise ValueError("model config: 'image_mean'/'image_std' must be 3 values, std > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data, "model config")
+
+
+# Named sizes for `qt train --model-size`; anything else goes through a JSON config file.
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"conv_channels": (8, 16), "num_obs_tokens": 2, "d_model": 32, "num_layers": 1, "num_heads": 2},
+    "small": {},
+    "base": {"conv_channels": (32, 64, 128, 192), "num_obs_tokens": 8, "d_model": 256, "num_layers": 4,
+             "num_heads": 8},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and loss settings; every paper ablation is a switch here."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 2000
+    batch_size: int = 32  # global batch (split across DDP ranks)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lr_schedule: str = "cosine"  # or "constant"
+    warmup_steps: int = 100
+    gamma: float | None = None  # None: the dataset's gamma
+    n_step: int = 1
+    alpha: float = 1.0  # weight of the conservative term
+    use_conservative: bool = True
+    use_mc_bound: bool = True
+    target_update: str = "polyak"  # or "copy"
+    tau: float = 0.005  # Polyak rate per step
+    target_copy_every: int = 500  # steps between copies when target_update == "copy"
+    augment_shift: int = 0  # random-shift augmentation in pixels (0: off)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast, on CUDA only
+    num_threads: int = 0  # torch CPU threads (0: leave torch's default)
+    log_every: int = 20
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError(f"train config: need steps >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"train config: 'lr_schedule' must be cosine or constant, got {self.lr_schedule!r}")
+        if self.target_update not in ("polyak", "copy"):
+            raise ValueError(f"train config: 'target_update' must be polyak or copy, got {self.target_update!r}")
+        if self.gamma is not None and not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"train config: 'gamma' must be in (0, 1], got {self.gamma}")
+        if self.n_step < 1:
+            raise ValueError(f"train config: 'n_step' must be >= 1, got {self.n_step}")
+        if not 0.0 < self.tau <= 1.0 or self.target_copy_every < 1:
+            raise ValueError("train config: need 0 < tau <= 1 and target_copy_every >= 1")
+        if self.alpha < 0 or self.augment_shift < 0:
+            raise ValueError("train config: 'alpha' and 'augment_shift' must be >= 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train config: 'device' must be auto, cpu or cuda, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model"] = self.model.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        values = dict(data)
+        if "model" in values and isinstance(values["model"], dict):
+            values["model"] = ModelConfig.from_dict(values["model"])
+        return _from_dict(cls, values, "train config")

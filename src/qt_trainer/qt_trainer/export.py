@@ -1,0 +1,247 @@
+"""``qt export``: a trained model -> models/<name>/policy.onnx + policy.json (docs/CONTRACTS.md).
+
+The ONNX graph is the whole greedy decode: the image and the instruction embedding go in,
+the observation is encoded once, and an unrolled loop emits every action dimension (argmax,
+then that bin's embedding as the next token). One ``session.run`` per control step, no Python
+in the loop on the robot. Bins become physical values by a lookup table built from
+``ActionSpec.bins_to_values``, so the graph cannot disagree with the action spec.
+
+After writing, the export runs the ONNX graph on random inputs and refuses to finish if its
+bins differ from the PyTorch decoder's (a broken artefact never reaches the robot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from qt_common.action_spec import ActionSpec
+from torch import Tensor, nn
+
+from qt_trainer.checkpoint import load_checkpoint
+from qt_trainer.config import ModelConfig
+from qt_trainer.model import QTransformer
+from qt_trainer.onnx_util import OPSET, onnx_export
+
+CARD_FORMAT = "qt-policy"
+CARD_SCHEMA_VERSION = 1
+INPUTS = ("image", "instruction_embedding", "proprio")
+OUTPUTS = ("bins", "q_values", "action")
+DEFAULT_CONTROL_RATE_HZ = 10.0
+
+
+class PolicyGraph(nn.Module):
+    """What the ONNX file computes: greedy decode + bins -> physical action."""
+
+    def __init__(self, model: QTransformer, spec: ActionSpec):
+        super().__init__()
+        if spec.num_dims != model.cfg.num_dims or spec.num_bins != model.cfg.num_bins:
+            raise ValueError(
+                f"action spec: model has {model.cfg.num_dims} dims x {model.cfg.num_bins} bins, "
+                f"spec has {spec.num_dims} x {spec.num_bins}"
+            )
+        self.model = model
+        table = spec.bins_to_values(np.tile(np.arange(spec.num_bins)[:, None], (1, spec.num_dims)))  # [N, D]
+        self.register_buffer("lut", torch.tensor(table.T.copy(), dtype=torch.float32))  # [D, N]
+
+    def forward(self, image: Tensor, instruction_embedding: Tensor, proprio: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        bins, q_values = self.model.greedy(image, instruction_embedding, proprio)
+        action = torch.gather(self.lut.unsqueeze(0).expand(bins.shape[0], -1, -1), 2, bins.unsqueeze(-1))[..., 0]
+        return bins, q_values, action
+
+
+def onnx_io(cfg: ModelConfig) -> dict[str, Any]:
+    inputs = [
+        {"name": "image", "dtype": "uint8", "shape": ["batch", cfg.image_height, cfg.image_width, 3]},
+        {"name": "instruction_embedding", "dtype": "float32", "shape": ["batch", cfg.embed_dim]},
+    ]
+    if cfg.proprio_dim > 0:
+        inputs.append({"name": "proprio", "dtype": "float32", "shape": ["batch", cfg.proprio_dim]})
+    outputs = [
+        {"name": "bins", "dtype": "int64", "shape": ["batch", cfg.num_dims]},
+        {"name": "q_values", "dtype": "float32", "shape": ["batch", cfg.num_dims]},
+        {"name": "action", "dtype": "float32", "shape": ["batch", cfg.num_dims]},
+    ]
+    return {"inputs": inputs, "outputs": outputs, "opset": OPSET}
+
+
+def random_inputs(cfg: ModelConfig, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random but well-formed decoder inputs (unit-norm embeddings, like the text encoder's)."""
+    emb = rng.standard_normal((batch, cfg.embed_dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    feeds = {
+        "image": rng.integers(0, 256, (batch, cfg.image_height, cfg.image_width, 3), dtype=np.uint8),
+        "instruction_embedding": emb,
+    }
+    if cfg.proprio_dim > 0:
+        feeds["proprio"] = rng.standard_normal((batch, cfg.proprio_dim)).astype(np.float32)
+    return feeds
+
+
+def torch_decode(model: QTransformer, spec: ActionSpec, feeds: dict[str, np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch reference of the exported graph (eval mode, no grad)."""
+    graph = PolicyGraph(model, spec).eval()
+    with torch.no_grad():
+        args = [torch.from_numpy(feeds["image"]), torch.from_numpy(feeds["instruction_embedding"])]
+        if "proprio" in feeds:
+            args.append(torch.from_numpy(feeds["proprio"]))
+        bins, q, action = graph(*args)
+    return bins.numpy(), q.numpy(), action.numpy()
+
+
+def write_onnx(model: QTransformer, spec: ActionSpec, path: Path) -> None:
+    cfg = model.cfg
+    graph = PolicyGraph(model, spec).eval()
+    feeds = random_inputs(cfg, 1, np.random.default_rng(0))
+    args = tuple(torch.from_numpy(feeds[name]) for name in INPUTS if name in feeds)
+    names = [name for name in INPUTS if name in feeds]
+    axes = {name: {0: "batch"} for name in (*names, *OUTPUTS)}
+    tmp = path.with_name(path.name + ".tmp")
+    with torch.no_grad():
+        onnx_export(graph, args, tmp, names, list(OUTPUTS), axes)
+    os.replace(tmp, path)
+
+
+def verify_onnx(model: QTransformer, spec: ActionSpec, path: Path, samples: int = 16, seed: int = 1) -> None:
+    """Refuse an artefact whose decode differs from PyTorch's on random inputs."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = random_inputs(model.cfg, samples, np.random.default_rng(seed))
+    bins, q, action = session.run(list(OUTPUTS), feeds)
+    ref_bins, ref_q, ref_action = torch_decode(model, spec, feeds)
+    if not np.array_equal(bins, ref_bins):
+        raise RuntimeError(f"{path}: ONNX bins differ from PyTorch greedy decoding on {samples} random inputs")
+    if not np.allclose(q, ref_q, atol=1e-4) or not np.allclose(action, ref_action, atol=1e-6):
+        raise RuntimeError(f"{path}: ONNX q_values/action differ from PyTorch beyond tolerance")
+
+
+def build_card(model: QTransformer, spec: ActionSpec, *, model_id: str, embeddings: dict[str, list[float]],
+               text_encoder_id: str, control_rate_hz: float, training: dict[str, Any]) -> dict[str, Any]:
+    cfg = model.cfg
+    return {
+        "format": CARD_FORMAT,
+        "schema_version": CARD_SCHEMA_VERSION,
+        "model_id": model_id,
+        "algorithm": cfg.algorithm,
+        "action_spec": spec.to_dict(),
+        "action_spec_digest": spec.digest(),
+        "image": {"height": cfg.image_height, "width": cfg.image_width, "encoding": "rgb8",
+                  "mean": list(cfg.image_mean), "std": list(cfg.image_std), "scale": "pixel / 255"},
+        "proprio_dim": cfg.proprio_dim,
+        "text_encoder": {"id": text_encoder_id, "dim": cfg.embed_dim, "embeddings": embeddings},
+        "control_rate_hz": float(control_rate_hz),
+        "onnx_io": onnx_io(cfg),
+        "model": cfg.to_dict(),
+        "training": training,
+        "evaluation": {},
+    }
+
+
+def export_policy(model: QTransformer, spec: ActionSpec, out_dir: Path, *, name: str,
+                  embeddings: dict[str, list[float]], text_encoder_id: str, control_rate_hz: float = 10.0,
+                  training: dict[str, Any] | None = None, verify: bool = True) -> Path:
+    """Write policy.onnx + policy.json into ``out_dir``; returns the directory."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for text, vector in embeddings.items():
+        if len(vector) != model.cfg.embed_dim:
+            raise ValueError(f"embeddings[{text!r}]: expected {model.cfg.embed_dim} values, got {len(vector)}")
+    model = model.eval()
+    onnx_path = out_dir / "policy.onnx"
+    write_onnx(model, spec, onnx_path)
+    if verify:
+        verify_onnx(model, spec, onnx_path)
+    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:8]
+    card = build_card(model, spec, model_id=f"{name}-{digest}", embeddings=embeddings,
+                      text_encoder_id=text_encoder_id, control_rate_hz=control_rate_hz, training=training or {})
+    tmp = out_dir / "policy.json.tmp"
+    tmp.write_text(json.dumps(card, indent=1))
+    os.replace(tmp, out_dir / "policy.json")
+    return out_dir
+
+
+def model_from_checkpoint(state: dict[str, Any]) -> tuple[QTransformer, ActionSpec]:
+    model = QTransformer(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), ActionSpec.from_dict(state["action_spec"])
+
+
+def export_checkpoint(checkpoint: Path, out_dir: Path, *, name: str | None = None,
+                      control_rate_hz: float | None = None,
+                      extra_instructions: tuple[str, ...] = (), with_text_encoder: bool = True) -> Path:
+    """Checkpoint (file or run directory) -> policy artefact; optionally the ONNX text encoder too.
+
+    ``control_rate_hz`` None: the rate recorded in the training data, else 10 Hz.
+    """
+    state = load_checkpoint(Path(checkpoint))
+    model, spec = model_from_checkpoint(state)
+    embeddings = {t: np.asarray(e, np.float32).tolist() for t, e in zip(state["instructions"], state["embeddings"],
+                                                                         strict=True)}
+    if extra_instructions:
+        from qt_trainer.text import SentenceEmbedder
+
+        vectors = SentenceEmbedder().embed(list(extra_instructions))
+        embeddings.update({t: v.tolist() for t, v in zip(extra_instructions, vectors, strict=True)})
+    out_dir = Path(out_dir)
+    training = {
+        "data_digest": state.get("data_digest", ""),
+        "command": state.get("command", ""),
+        "steps": int(state["step"]),
+        "seed": int(state["train_config"].get("seed", 0)),
+        "wall_time_s": float(state.get("wall_time_s", 0.0)),
+        "config": state["train_config"],
+    }
+    rate = control_rate_hz or state.get("control_rate_hz") or DEFAULT_CONTROL_RATE_HZ
+    export_policy(model, spec, out_dir, name=name or out_dir.name, embeddings=embeddings,
+                  text_encoder_id=state.get("text_encoder_id", ""), control_rate_hz=rate,
+                  training=training)
+    if with_text_encoder:
+        from qt_trainer.text import export_text_encoder
+
+        export_text_encoder()
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qt export", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file or training run directory")
+    parser.add_argument("--name", required=True, help="model name: writes <models-dir>/<name>/")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--control-rate-hz", type=float,
+                        help="control rate written to the card (default: the training data's, else 10)")
+    parser.add_argument("--instruction", action="append", default=[],
+                        help="also cache this instruction's embedding in the card (repeatable)")
+    parser.add_argument("--no-text-encoder", action="store_true",
+                        help="skip exporting the ONNX sentence encoder to the cache (~90 MB, outside git)")
+    args = parser.parse_args(argv)
+    started = time.time()
+    try:
+        out = export_checkpoint(args.checkpoint, args.models_dir / args.name, name=args.name,
+                                control_rate_hz=args.control_rate_hz, extra_instructions=tuple(args.instruction),
+                                with_text_encoder=not args.no_text_encoder)
+    except (ValueError, RuntimeError) as exc:
+        print(f"qt export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}/policy.onnx and policy.json in {time.time() - started:.1f} s "
+          f"(command: qt export {shlex.join(argv or sys.argv[1:])})")
+    if not args.no_text_encoder:
+        from qt_trainer.text import text_encoder_dir
+
+        print(f"text encoder (for new instructions): {text_encoder_dir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

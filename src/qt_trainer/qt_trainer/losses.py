@@ -1,0 +1,91 @@
+"""The Q-Transformer objective (Chebotar et al., CoRL 2023) and the behaviour-cloning baseline.
+
+For a transition (s_t, a_t = (a^1..a^D), r_t, s_{t+1}), with Q computed teacher-forced on the
+data prefix, the per-dimension Bellman targets are
+
+* intermediate dimension d < D:  y_d = max_b Q_target(s_t, a^{1:d}, b)   (next dim, same state)
+* last dimension:                y_D = r_t + gamma * max_b Q_target(s_{t+1}, b)   (first dim of
+  the next state; no bootstrap when the episode ends at t)
+* n-step (n > 1): every dimension uses y = sum_{k<n} gamma^k r_{t+k} + gamma^n max_b
+  Q_target(s_{t+n}, b), skipping the per-dimension maximisation (as the paper does);
+* Monte Carlo lower bound: y <- max(y, return_to_go_t), for every dimension.
+
+Loss = 1/2 mean_d (Q(s, a^{1:d}) - y_d)^2 + alpha/2 mean_d mean_{b != a^d} Q(s, a^{1:d-1}, b)^2.
+The conservative term regresses the bins *not taken* toward 0 (the minimum possible return with
+binary rewards), not toward sigmoid(0) = 0.5 and not downward without bound as in CQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    n_step: int = 1
+    alpha: float = 1.0
+    use_conservative: bool = True
+    use_mc_bound: bool = True
+
+
+def bellman_targets(
+    target_q_same: Tensor | None,
+    next_first_q: Tensor,
+    reward: Tensor,
+    discount: Tensor,
+    return_to_go: Tensor,
+    num_dims: int,
+    settings: LossSettings,
+) -> tuple[Tensor, Tensor]:
+    """Per-dimension targets [B, D] and the TD part before the MC bound (for logging).
+
+    ``target_q_same``: target-network Q [B, D, N] at s_t, teacher-forced on the data bins
+    (not needed for n-step). ``next_first_q``: target-network Q [B, N] of the first dimension
+    at the bootstrap state. ``reward``: (n-step discounted) reward sum [B]. ``discount``:
+    gamma^n, or 0 where the episode ends before the bootstrap state [B].
+    """
+    last = reward + discount * next_first_q.max(dim=-1).values  # [B]
+    if settings.n_step == 1:
+        if target_q_same is None:
+            raise ValueError("target_q_same: required for 1-step targets")
+        intermediate = target_q_same[:, 1:, :].max(dim=-1).values  # [B, D-1]: next dim, same state
+        td = torch.cat([intermediate, last[:, None]], dim=1)
+    else:
+        td = last[:, None].expand(-1, num_dims)
+    targets = torch.maximum(td, return_to_go[:, None]) if settings.use_mc_bound else td
+    return targets.detach(), td.detach()
+
+
+def q_transformer_loss(logits: Tensor, bins: Tensor, targets: Tensor, settings: LossSettings
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Total loss and its parts. ``logits`` [B, D, N] online network, ``bins`` [B, D] data."""
+    q = torch.sigmoid(logits.float())
+    taken = F.one_hot(bins.long(), q.shape[-1]).bool()  # [B, D, N]
+    q_data = q.gather(2, bins.long().unsqueeze(-1))[..., 0]  # [B, D]
+    td_loss = 0.5 * (q_data - targets).pow(2).mean()
+    unseen = q.masked_fill(taken, 0.0)
+    n_unseen = q.shape[-1] - 1
+    conservative = 0.5 * (unseen.pow(2).sum(dim=-1) / n_unseen).mean()
+    total = td_loss + settings.alpha * conservative if settings.use_conservative else td_loss
+    parts = {
+        "loss/total": total.detach(),
+        "loss/td": td_loss.detach(),
+        "loss/conservative": conservative.detach(),
+        "q/data": q_data.mean().detach(),
+        "q/unseen": (unseen.sum(dim=-1) / n_unseen).mean().detach(),
+        "target/mean": targets.mean().detach(),
+        "target/max": targets.max().detach(),
+    }
+    return total, parts
+
+
+def bc_loss(logits: Tensor, bins: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """RT-1 style behaviour cloning: cross-entropy over bins, teacher-forced per dimension."""
+    n = logits.shape[-1]
+    loss = F.cross_entropy(logits.float().reshape(-1, n), bins.long().reshape(-1))
+    accuracy = (logits.argmax(dim=-1) == bins.long()).float().mean()
+    return loss, {"loss/total": loss.detach(), "loss/bc": loss.detach(), "bc/accuracy": accuracy.detach()}

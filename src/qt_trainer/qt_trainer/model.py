@@ -1,0 +1,252 @@
+"""The Q-Transformer network: FiLM conv encoder -> observation tokens -> causal transformer.
+
+Sequence layout (one sample):
+
+    [text, obs_1 .. obs_K, (proprio)]  [act_0, act_1, .., act_{D-1}]
+     \\______ prefix, bidirectional __/  \\____ causal, one token per action dimension ____/
+
+``act_0``'s input is a learned start vector; ``act_d``'s input (d >= 1) is the embedding of the
+bin chosen for dimension d-1 (each dimension has its own bin table). The output at ``act_d``
+goes through dimension d's head: one logit per bin. For the Q-Transformer, Q = sigmoid(logit),
+so Q lies in [0, 1] as the binary-reward Bellman targets do; for the behaviour-cloning
+baseline the same logits feed a softmax.
+
+Two forward paths share every weight:
+
+* :meth:`QTransformer.forward` (training) is teacher-forced: the data's bins feed the tokens,
+  one pass gives the logits of every dimension under the data prefix.
+* :meth:`QTransformer.greedy` (acting, ONNX export) encodes the observation once, caches the
+  prefix keys/values, then runs one token per dimension, feeding back the argmax. Greedy is
+  taken on logits (sigmoid is monotonic; logits do not saturate to equal float values).
+
+Because action tokens only attend to the prefix and to earlier action tokens, both paths
+compute the same function: tests/trainer/test_decoding.py pins that the training forward and
+the decoder agree on the chosen bins (the off-by-one class of bug).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qt_trainer.config import ModelConfig
+
+KVCache = list[tuple[Tensor, Tensor]]
+
+
+def _groups(channels: int) -> int:
+    for g in (8, 4, 2):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class FiLMConvEncoder(nn.Module):
+    """Strided conv stages; after each, FiLM scales and shifts channels from the instruction.
+
+    FiLM layers start at identity (zero-initialised), so early training sees a plain CNN.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.films = nn.ModuleList()
+        c_in = 3
+        for c_out in cfg.conv_channels:
+            self.convs.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+            self.norms.append(nn.GroupNorm(_groups(c_out), c_out))
+            film = nn.Linear(cfg.embed_dim, 2 * c_out)
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+            self.films.append(film)
+            c_in = c_out
+        self.out_channels = c_in
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        for conv, norm, film in zip(self.convs, self.norms, self.films, strict=True):
+            x = norm(conv(x))
+            gamma, beta = film(embedding).chunk(2, dim=-1)
+            x = F.relu(x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None])
+        return x
+
+
+class TokenLearner(nn.Module):
+    """K spatial attention maps over the feature grid, each pooling the features into a token."""
+
+    def __init__(self, channels: int, num_tokens: int, d_model: int):
+        super().__init__()
+        self.attend = nn.Conv2d(channels, num_tokens, 1)
+        self.proj = nn.Linear(channels, d_model)
+
+    def forward(self, features: Tensor) -> Tensor:
+        b, c = features.shape[0], features.shape[1]
+        flat = features.reshape(b, c, -1)  # [B, C, N]
+        weights = self.attend(features).reshape(b, -1, flat.shape[-1]).softmax(dim=-1)  # [B, K, N]
+        tokens = torch.matmul(weights, flat.transpose(1, 2))  # [B, K, C]
+        return self.proj(tokens)
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, cache: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``mask``: additive [T, S] (0 or -inf). ``cache``: keys/values of earlier tokens."""
+        b, t, d = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, T, hd]
+        if cache is not None:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.head_dim))
+        if mask is not None:
+            scores = scores + mask
+        y = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).reshape(b, t, d)
+        return self.out(y), (k, v)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
+    def __init__(self, d_model: int, num_heads: int, ff_mult: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, num_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        hidden = ff_mult * d_model
+        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, cache: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        a, kv = self.attn(self.ln1(x), mask, cache)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class QTransformer(nn.Module):
+    """Per-dimension autoregressive Q-function (or BC policy) over discretised actions."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, dm, nb = cfg.num_dims, cfg.d_model, cfg.num_bins
+        self.encoder = FiLMConvEncoder(cfg)
+        self.token_learner = TokenLearner(self.encoder.out_channels, cfg.num_obs_tokens, dm)
+        self.text_proj = nn.Linear(cfg.embed_dim, dm)
+        self.proprio_proj = nn.Linear(cfg.proprio_dim, dm) if cfg.proprio_dim > 0 else None
+        self.num_prefix = 1 + cfg.num_obs_tokens + (1 if cfg.proprio_dim > 0 else 0)
+        self.prefix_pos = nn.Parameter(torch.randn(self.num_prefix, dm) * 0.02)
+        self.action_pos = nn.Parameter(torch.randn(d, dm) * 0.02)
+        self.start = nn.Parameter(torch.randn(dm) * 0.02)
+        # Bin tables of dims 0..D-2 only: the last dimension's bin is never an input.
+        self.bin_embed = nn.Parameter(torch.randn(max(d - 1, 0) * nb, dm) * 0.02)
+        self.blocks = nn.ModuleList(Block(dm, cfg.num_heads, cfg.ff_mult) for _ in range(cfg.num_layers))
+        self.ln_out = nn.LayerNorm(dm)
+        self.head_weight = nn.Parameter(torch.randn(d, dm, nb) * 0.02)
+        self.head_bias = nn.Parameter(torch.zeros(d, nb))
+        mean = torch.tensor(cfg.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("pixel_scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("pixel_shift", -mean / std, persistent=False)
+        self.register_buffer("mask", self._attention_mask(), persistent=False)
+
+    # ---- pieces --------------------------------------------------------------------------
+
+    def _attention_mask(self) -> Tensor:
+        p, d = self.num_prefix, self.cfg.num_dims
+        allowed = torch.zeros(p + d, p + d, dtype=torch.bool)
+        allowed[:, :p] = True  # everyone sees the whole prefix
+        allowed[p:, p:] = torch.tril(torch.ones(d, d, dtype=torch.bool))  # actions: causal
+        return torch.zeros(p + d, p + d).masked_fill(~allowed, float("-inf"))
+
+    def encode(self, image: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """uint8 images [B, H, W, 3] (+ instruction embedding, proprio) -> prefix tokens [B, P, dm]."""
+        x = image.permute(0, 3, 1, 2).float() * self.pixel_scale + self.pixel_shift
+        tokens = [self.text_proj(embedding).unsqueeze(1), self.token_learner(self.encoder(x, embedding))]
+        if self.proprio_proj is not None:
+            if proprio is None:
+                raise ValueError(f"proprio: this model expects [B, {self.cfg.proprio_dim}] proprioception")
+            tokens.append(self.proprio_proj(proprio).unsqueeze(1))
+        return torch.cat(tokens, dim=1) + self.prefix_pos
+
+    def _bin_tokens(self, bins: Tensor) -> Tensor:
+        """Data bins [B, D] -> action-token inputs [B, D, dm] (start, then previous bins)."""
+        b, d, nb = bins.shape[0], self.cfg.num_dims, self.cfg.num_bins
+        start = self.start.expand(b, 1, -1)
+        if d == 1:
+            return start + self.action_pos
+        offsets = torch.arange(d - 1, device=bins.device) * nb
+        prev = F.embedding(bins[:, : d - 1].long() + offsets, self.bin_embed)
+        return torch.cat([start, prev], dim=1) + self.action_pos
+
+    def _head(self, h: Tensor, dim: int) -> Tensor:
+        return torch.matmul(h, self.head_weight[dim]) + self.head_bias[dim]
+
+    # ---- training forward ----------------------------------------------------------------
+
+    def forward(self, image: Tensor, embedding: Tensor, bins: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits [B, D, num_bins]: dim d's logits given the data's bins < d."""
+        x = torch.cat([self.encode(image, embedding, proprio), self._bin_tokens(bins)], dim=1)
+        for block in self.blocks:
+            x, _ = block(x, self.mask)
+        h = self.ln_out(x[:, self.num_prefix:])  # [B, D, dm]
+        return torch.einsum("bdh,dhn->bdn", h, self.head_weight) + self.head_bias
+
+    def first_dim_logits(self, image: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """Logits of the first dimension only [B, num_bins] (the bootstrap at the next state)."""
+        p = self.num_prefix
+        x = torch.cat([self.encode(image, embedding, proprio), (self.start + self.action_pos[0]).expand(
+            image.shape[0], 1, -1)], dim=1)
+        mask = self.mask[: p + 1, : p + 1]
+        for block in self.blocks:
+            x, _ = block(x, mask)
+        return self._head(self.ln_out(x[:, p]), 0)
+
+    # ---- acting --------------------------------------------------------------------------
+
+    def greedy(self, image: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Greedy autoregressive decode: (bins int64 [B, D], value of each chosen bin [B, D]).
+
+        The value is Q in [0, 1] (sigmoid) for the Q-Transformer, the bin's probability for BC.
+
+        The observation is encoded once; each dimension then costs one token through the
+        transformer, attending to cached keys/values.
+        """
+        x = self.encode(image, embedding, proprio)
+        cache: KVCache = []
+        for block in self.blocks:
+            x, kv = block(x)  # the prefix is bidirectional: no mask
+            cache.append(kv)
+        b, nb = image.shape[0], self.cfg.num_bins
+        token = (self.start + self.action_pos[0]).expand(b, 1, -1)
+        chosen_bins, chosen_values = [], []
+        for dim in range(self.cfg.num_dims):
+            x = token
+            for i, block in enumerate(self.blocks):
+                x, cache[i] = block(x, None, cache[i])
+            logits = self._head(self.ln_out(x[:, 0]), dim)  # [B, num_bins]
+            best = logits.argmax(dim=-1)
+            chosen_bins.append(best)
+            chosen_values.append(self.values(logits).gather(1, best[:, None])[:, 0])
+            if dim + 1 < self.cfg.num_dims:
+                token = (F.embedding(best + dim * nb, self.bin_embed) + self.action_pos[dim + 1]).unsqueeze(1)
+        return torch.stack(chosen_bins, dim=1), torch.stack(chosen_values, dim=1)
+
+    def values(self, logits: Tensor, dim: int = -1) -> Tensor:
+        """Logits -> the per-bin value the algorithm reports: Q (sigmoid) or BC probability."""
+        if self.cfg.algorithm == "bc":
+            return logits.softmax(dim=dim)
+        return torch.sigmoid(logits)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,385 @@
+"""``qt train``: the training loop (Q-Transformer or the BC baseline, one code path).
+
+AdamW with gradient clipping, warmup + cosine (or constant) learning rate, bf16 autocast on
+CUDA, deterministic under a seed (the batch of step k is a function of (seed, k)), atomic
+checkpoints that resume bit-exactly, TensorBoard scalars, a tqdm bar with samples/s and ETA,
+and DistributedDataParallel when started by torchrun (NCCL on GPUs, gloo on CPUs):
+
+    qt train datasets/pick --out runs/pick --steps 20000
+    torchrun --standalone --nproc_per_node 2 -m qt_trainer.train datasets/pick --out runs/pick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from qt_common.dataset import Dataset
+from torch import Tensor
+
+from qt_trainer.checkpoint import load_checkpoint, save_checkpoint
+from qt_trainer.config import ALGORITHMS, MODEL_SIZES, ModelConfig, TrainConfig
+from qt_trainer.data import Batch, TransitionSampler
+from qt_trainer.losses import LossSettings, bc_loss, bellman_targets, q_transformer_loss
+from qt_trainer.model import QTransformer
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Owns the networks, optimiser, sampler and logs of one training run.
+
+    ``embedder`` maps instruction strings to frozen embeddings (default: all-MiniLM-L6-v2 via
+    qt_trainer.text). ``out_dir`` None keeps everything in memory (tests).
+    """
+
+    def __init__(self, config: TrainConfig, data: str | Path | Dataset, out_dir: str | Path | None = None, *,
+                 embedder: Any = None, resume: bool = False, progress: bool = True, command: str = ""):
+        self.rank, self.world_size, local_rank = _distributed()
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if config.device != "cpu" and torch.cuda.is_available() else "gloo")
+        if config.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device: 'cuda' requested but torch sees no CUDA device")
+        use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+        if use_cuda:
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = False
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if config.batch_size % self.world_size:
+            raise ValueError(f"batch_size: {config.batch_size} is not divisible by the {self.world_size} DDP ranks")
+
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.dataset = data if isinstance(data, Dataset) else Dataset(data)
+        self.spec = self.dataset.action_spec
+        state = load_checkpoint(self.out_dir / CHECKPOINT_NAME) if resume and self.out_dir else None
+        if resume and state is None:
+            raise ValueError("resume: needs an output directory holding checkpoint.pt")
+        if state is not None:
+            saved = TrainConfig.from_dict(state["train_config"])
+            config = replace(saved, steps=config.steps, log_every=config.log_every,
+                             checkpoint_every=config.checkpoint_every)
+            if state.get("data_digest") != self.dataset.digest():
+                raise ValueError(
+                    f"resume: checkpoint was trained on data {state.get('data_digest')!r}, this dataset is "
+                    f"{self.dataset.digest()!r}"
+                )
+        self.config = config
+        self.gamma = float(config.gamma if config.gamma is not None else self.dataset.gamma)
+        self.settings = LossSettings(n_step=config.n_step, alpha=config.alpha,
+                                     use_conservative=config.use_conservative, use_mc_bound=config.use_mc_bound)
+        self.sampler = TransitionSampler(self.dataset, self.gamma, config.n_step, config.seed, config.augment_shift)
+
+        if state is not None:
+            self.instructions = list(state["instructions"])
+            embeddings = np.asarray(state["embeddings"], np.float32)
+            self.text_encoder_id = state.get("text_encoder_id", "")
+        else:
+            if embedder is None:
+                from qt_trainer.text import SentenceEmbedder
+
+                embedder = SentenceEmbedder()
+            self.instructions = list(self.dataset.instructions)
+            embeddings = np.asarray(embedder.embed(self.instructions), np.float32)
+            self.text_encoder_id = getattr(embedder, "id", "")
+        self.embeddings = torch.from_numpy(embeddings).to(self.device)
+
+        h, w, _ = self.dataset.image_shape
+        model_cfg = replace(config.model, image_height=h, image_width=w, num_dims=self.spec.num_dims,
+                            num_bins=self.spec.num_bins, embed_dim=int(embeddings.shape[1]),
+                            proprio_dim=int(self.dataset.proprio.shape[1]))
+        if state is not None and ModelConfig.from_dict(state["model_config"]) != model_cfg:
+            raise ValueError("resume: the checkpoint's model config differs from this dataset's shapes")
+        torch.manual_seed(config.seed)
+        self.model = QTransformer(model_cfg).to(self.device)
+        self.is_q = model_cfg.algorithm == "q_transformer"
+        self.target = copy.deepcopy(self.model).requires_grad_(False).eval() if self.is_q else None
+        self.net: torch.nn.Module = self.model
+        if self.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if use_cuda else None)
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "embed" not in n and "pos" not in n]
+        no_decay = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embed" not in n
+                                                                       and "pos" not in n)]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=(0.9, 0.99))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, self.config))
+        self.amp = bool(config.amp and use_cuda)
+        self.step = 0
+        self.wall_time_s = 0.0
+        self.command = command
+        if state is not None:
+            self._load_state(state)
+        self.progress = progress and self.rank == 0
+        self._writer = None
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "train_config": self.config.to_dict(),
+            "model_config": self.model.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "target": self.target.state_dict() if self.target is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "action_spec": self.spec.to_dict(),
+            "data_digest": self.dataset.digest(),
+            "data_path": str(self.dataset.path),
+            "instructions": self.instructions,
+            "embeddings": self.embeddings.cpu().numpy(),
+            "text_encoder_id": self.text_encoder_id,
+            "command": self.command,
+            "wall_time_s": self.wall_time_s,
+            "world_size": self.world_size,
+            "control_rate_hz": self._control_rate_hz(),
+        }
+
+    def _control_rate_hz(self) -> float | None:
+        """The recording's control rate (bags carry it; the converter copies it per episode)."""
+        rates = [float(e.get("control_rate_hz") or 0) for e in self.dataset.episodes]
+        rates = [r for r in rates if r > 0]
+        return float(np.median(rates)) if rates else None
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.target is not None:
+            self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.wall_time_s = float(state.get("wall_time_s", 0.0))
+
+    def save(self, path: Path | None = None) -> Path | None:
+        """Write the checkpoint (rank 0 only); returns its path."""
+        if self.rank != 0:
+            return None
+        if path is None:
+            if self.out_dir is None:
+                raise ValueError("save: no out_dir and no path given")
+            path = self.out_dir / CHECKPOINT_NAME
+        return save_checkpoint(path, self.state_dict())
+
+    # ---- one step ------------------------------------------------------------------------
+
+    def _tensors(self, batch: Batch) -> dict[str, Tensor]:
+        dev = self.device
+        out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(dev)
+               for name in ("image", "next_image", "bins", "reward", "discount", "return_to_go")}
+        out["embedding"] = self.embeddings[torch.from_numpy(batch.instruction).to(dev)]
+        has_proprio = self.model.cfg.proprio_dim > 0
+        out["proprio"] = torch.from_numpy(batch.proprio).to(dev) if has_proprio else None
+        out["next_proprio"] = torch.from_numpy(batch.next_proprio).to(dev) if has_proprio else None
+        return out
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step on this rank's share of the step's global batch."""
+        idx = self.sampler.indices(self.step, self.config.batch_size, self.rank, self.world_size)
+        t = self._tensors(self.sampler.batch(idx, self.step))
+        self.net.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.net(t["image"], t["embedding"], t["bins"], t["proprio"])
+            if self.is_q:
+                assert self.target is not None
+                with torch.no_grad():
+                    same = (torch.sigmoid(self.target(t["image"], t["embedding"], t["bins"], t["proprio"]).float())
+                            if self.settings.n_step == 1 else None)
+                    nxt = torch.sigmoid(self.target.first_dim_logits(
+                        t["next_image"], t["embedding"], t["next_proprio"]).float())
+                targets, td = bellman_targets(same, nxt, t["reward"], t["discount"], t["return_to_go"],
+                                              self.model.cfg.num_dims, self.settings)
+                loss, parts = q_transformer_loss(logits, t["bins"], targets, self.settings)
+                parts["target/td_mean"] = td.mean()
+                parts["target/mc_bound_active"] = (t["return_to_go"][:, None] > td).float().mean()
+            else:
+                loss, parts = bc_loss(logits, t["bins"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self._update_target()
+        parts["grad_norm"] = grad_norm
+        parts["lr"] = torch.tensor(self.optimizer.param_groups[0]["lr"])
+        return {k: float(v) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def _update_target(self) -> None:
+        if self.target is None:
+            return
+        online, target = list(self.model.parameters()), list(self.target.parameters())
+        if self.config.target_update == "polyak":
+            torch._foreach_lerp_(target, online, self.config.tau)
+        elif self.step % self.config.target_copy_every == 0:
+            torch._foreach_copy_(target, online)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def _tb(self):  # -> SummaryWriter | None
+        if self._writer is None and self.rank == 0 and self.out_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        return self._writer
+
+    def run(self, steps: int | None = None) -> dict[str, Any]:
+        """Train until ``steps`` (default: config.steps) total steps; checkpoint on the way."""
+        from tqdm import tqdm
+
+        total = self.config.steps if steps is None else steps
+        batch = self.config.batch_size
+        start_step, started, base_wall = self.step, time.perf_counter(), self.wall_time_s
+        bar = tqdm(total=total * batch, initial=self.step * batch, unit="sample", unit_scale=True,
+                   disable=not self.progress, dynamic_ncols=True, mininterval=1.0,
+                   desc=f"train {self.model.cfg.algorithm}")
+        last: dict[str, float] = {}
+        try:
+            while self.step < total:
+                last = self.train_step()
+                bar.update(batch)
+                elapsed = time.perf_counter() - started
+                self.wall_time_s = base_wall + elapsed
+                if self.step % self.config.log_every == 0 or self.step == total:
+                    last["samples_per_s"] = (self.step - start_step) * batch / max(elapsed, 1e-9)
+                    self._log(last)
+                    bar.set_postfix(loss=f"{last['loss/total']:.4f}", refresh=False)
+                if self.out_dir is not None and self.step % self.config.checkpoint_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+        if self.out_dir is not None:
+            self.save()
+        if self._writer is not None:
+            self._writer.flush()
+        return {"step": self.step, "wall_time_s": self.wall_time_s, **last}
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        writer = self._tb()
+        if writer is None:
+            return
+        for key, value in metrics.items():
+            writer.add_scalar(key, value, self.step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
+    model = base.model
+    if args.model_size:
+        model = replace(ModelConfig(), **MODEL_SIZES[args.model_size])
+    if args.algorithm:
+        model = replace(model, algorithm=args.algorithm)
+    overrides = {
+        "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": args.lr_schedule,
+        "warmup_steps": args.warmup_steps, "gamma": args.gamma, "n_step": args.n_step, "alpha": args.alpha,
+        "target_update": args.target_update, "tau": args.tau, "target_copy_every": args.target_copy_every,
+        "augment_shift": args.augment_shift, "seed": args.seed, "device": args.device,
+        "num_threads": args.threads, "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
+    }
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if args.no_conservative:
+        values["use_conservative"] = False
+    if args.no_mc_bound:
+        values["use_mc_bound"] = False
+    if args.no_amp:
+        values["amp"] = False
+    return replace(base, model=model, **values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qt train", description="Train a Q-Transformer or BC policy on a dataset.")
+    parser.add_argument("data", type=Path, help="dataset directory (qt convert output)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory: checkpoint.pt, tensorboard/")
+    parser.add_argument("--config", type=Path, help="TrainConfig JSON (flags below override it)")
+    parser.add_argument("--algorithm", choices=ALGORITHMS)
+    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES))
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr-schedule", choices=("cosine", "constant"))
+    parser.add_argument("--warmup-steps", type=int)
+    parser.add_argument("--gamma", type=float, help="discount (default: the dataset's)")
+    parser.add_argument("--n-step", type=int)
+    parser.add_argument("--alpha", type=float, help="conservative term weight")
+    parser.add_argument("--no-conservative", action="store_true", help="ablation: drop the conservative term")
+    parser.add_argument("--no-mc-bound", action="store_true", help="ablation: drop the Monte Carlo lower bound")
+    parser.add_argument("--target-update", choices=("polyak", "copy"))
+    parser.add_argument("--tau", type=float)
+    parser.add_argument("--target-copy-every", type=int)
+    parser.add_argument("--augment-shift", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--log-every", type=int)
+    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.resume and args.steps is None and (args.out / CHECKPOINT_NAME).is_file():
+        args.steps = int(load_checkpoint(args.out / CHECKPOINT_NAME)["train_config"]["steps"])
+    command = "qt train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        config = _config_from_args(args)
+        trainer = Trainer(config, args.data, args.out, resume=args.resume, progress=not args.no_progress,
+                          command=command)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"qt train: {exc}", file=sys.stderr)
+        return 1
+    if trainer.rank == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "train_config.json").write_text(json.dumps(trainer.config.to_dict(), indent=1))
+    summary = trainer.run()
+    trainer.close()
+    if trainer.rank == 0:
+        shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in summary.items()}
+        print(f"done: {json.dumps(shown)}")
+        print(f"checkpoint: {args.out / CHECKPOINT_NAME}")
+    if trainer.world_size > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""qt convert on crafted real bags: alignment rule, images, labels, returns, append, parallel runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.episode_bags import PERIOD, T0, Msg, action_msg, compressed_msg, craft_episode, image_msg, write_bag
+from qt_common.action_spec import ActionSpec
+from qt_common.dataset import Dataset, monte_carlo_returns
+from qt_data_logger.convert import ConvertOptions, convert, read_episode
+from qt_data_logger.images import resize_rgb
+from qt_data_logger.synthetic_source import synthetic_frame
+
+SPEC = ActionSpec.default()
+
+
+def _options(size: tuple[int, int], **kwargs) -> ConvertOptions:
+    width, height = size
+    return ConvertOptions(image_shape=(height, width, 3), **kwargs)
+
+
+def test_frames_bins_rewards_returns_match_what_was_recorded(crafted, tmp_path: Path) -> None:
+    good, ep_a = crafted("a", steps=9, seed=1, outcome="success", instruction="pick up the red cube")
+    bad, ep_b = crafted("b", steps=6, seed=2, outcome="failure", instruction="push the blue cube")
+    report = convert([good, bad], tmp_path / "ds", _options((32, 24)), gamma=0.9, jobs=1, progress=False)
+    ds = report.dataset
+    assert len(ds.episodes) == 2 and len(ds) == 15
+    assert [e["outcome"] for e in ds.episodes] == ["success", "failure"]
+    np.testing.assert_array_equal(ds.images[:9], np.stack(ep_a.frames))
+    np.testing.assert_array_equal(ds.images[9:], np.stack(ep_b.frames))
+    expected_bins = SPEC.values_to_bins(np.concatenate([ep_a.values, ep_b.values]).astype(np.float64))
+    np.testing.assert_array_equal(ds.bins[:], expected_bins)
+    reward = np.zeros(15, np.float32)
+    reward[8] = 1.0
+    np.testing.assert_array_equal(ds.reward[:], reward)
+    assert ds.done[:].nonzero()[0].tolist() == [8, 14]
+    np.testing.assert_allclose(ds.return_to_go[:9], 0.9 ** np.arange(8, -1, -1), rtol=1e-6)
+    np.testing.assert_array_equal(ds.return_to_go[9:], np.zeros(6, np.float32))
+    np.testing.assert_allclose(ds.return_to_go[:], monte_carlo_returns(reward, ds.done[:], 0.9))
+    assert [ds.instructions[e["instruction_index"]] for e in ds.episodes] == [ep_a.instruction, ep_b.instruction]
+    assert all(len(e["bag_digest"]) == 32 for e in ds.episodes)
+    assert ds.episodes[0]["source_bag"] == str(good.resolve())
+
+
+def test_each_action_takes_the_newest_frame_at_or_before_it(tmp_path: Path) -> None:
+    """Camera at 30 Hz, actions at 10 Hz stamped between frames, two actions before any frame."""
+    msgs: list[Msg] = []
+    frames = [synthetic_frame(i, 16, 12) for i in range(31)]
+    for i, frame in enumerate(frames):
+        ns = T0 + i * PERIOD // 3
+        msgs.append(Msg("/camera/image_raw", "sensor_msgs/msg/Image", ns, image_msg(ns, frame)))
+    action_stamps = [T0 - 20_000_000, T0 - 10_000_000] + [T0 + k * PERIOD + 40_000_000 for k in range(10)]
+    action_stamps.append(T0 + 30 * PERIOD // 3)  # exactly a frame's stamp: that frame
+    values = np.zeros((len(action_stamps), 5), np.float32)
+    for k, ns in enumerate(action_stamps):
+        msgs.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns, action_msg(ns, values[k])))
+    msgs.sort(key=lambda m: m.log_ns)
+    episode = craft_episode()
+    bag = write_bag(tmp_path / "align", msgs, episode.custom)
+    result = read_episode(bag, _options((16, 12)))
+    # 40 ms after control tick k = 3k frames of 33.3 ms: the newest frame at or before is 3k + 1.
+    expected = [3 * k + 1 for k in range(10)] + [30]
+    np.testing.assert_array_equal(result.episode.images, np.stack([frames[i] for i in expected]))
+    assert result.stats["dropped_leading"] == 2
+    assert result.episode.extra["actions_before_first_frame"] == 2
+    assert result.episode.length == 11
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8"])
+def test_raw_encodings_become_rgb(crafted, encoding: str, tmp_path: Path) -> None:
+    bag, ep = crafted(encoding, steps=3, encoding=encoding)
+    result = read_episode(bag, _options((32, 24)))
+    expected = np.stack(ep.frames)
+    if encoding == "mono8":
+        expected = np.repeat(expected[..., :1], 3, axis=3)
+    np.testing.assert_array_equal(result.episode.images, expected)
+
+
+def test_compressed_camera_and_resize(tmp_path: Path) -> None:
+    ep = craft_episode(steps=4, size=(64, 48))
+    msgs = []
+    for m in ep.messages:
+        if m.topic == "/camera/image_raw":
+            i = len(msgs)
+            stamp = m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec
+            frame = m.msg.data.reshape(48, 64, 3)
+            msgs.append(Msg("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", m.log_ns,
+                            compressed_msg(stamp, frame, "png")))
+            assert i >= 0
+        else:
+            msgs.append(m)
+    bag = write_bag(tmp_path / "png", msgs, ep.custom)
+    result = read_episode(bag, _options((32, 24)))
+    expected = np.stack([resize_rgb(f, 24, 32) for f in ep.frames])  # PNG is lossless
+    np.testing.assert_array_equal(result.episode.images, expected)
+    assert result.episode.images.shape == (4, 24, 32, 3)
+
+
+def test_proprio_from_ee_pose(crafted) -> None:
+    bag, _ = crafted("pose", steps=5)
+    result = read_episode(bag, _options((32, 24), proprio="ee_pose"))
+    np.testing.assert_allclose(result.episode.proprio[:, 0], 0.01 * np.arange(5), atol=1e-7)
+    np.testing.assert_array_equal(result.episode.proprio[:, 3:], [[0, 0, 0, 1]] * 5)
+
+
+def test_outcome_and_instruction_from_events_when_bag_has_no_labels(crafted, tmp_path: Path) -> None:
+    """A bag from another recorder (e.g. ros2 bag record) converts through its EpisodeEvents."""
+    bag, ep = crafted("plain", steps=4, outcome="failure", labelled=False)
+    report = convert([bag], tmp_path / "ds", _options((32, 24)), jobs=1, progress=False)
+    assert report.dataset.episodes[0]["outcome"] == "failure"
+    assert report.dataset.instructions == [ep.instruction]
+
+
+def test_append_skips_converted_bags_and_relabelled_bags_convert_again(crafted, tmp_path: Path) -> None:
+    a, _ = crafted("a", steps=3, seed=1)
+    b, _ = crafted("b", steps=4, seed=2)
+    out = tmp_path / "ds"
+    convert([a], out, _options((32, 24)), jobs=1, progress=False)
+    report = convert([tmp_path / "bags"], out, _options((32, 24)), jobs=1, progress=False)  # folder of bags
+    assert [Path(r.bag).name for r in report.skipped] == ["a"]
+    assert [Path(r.bag).name for r in report.added] == ["b"]
+    assert len(Dataset(out).episodes) == 2 and len(Dataset(out)) == 7
+    again = convert([a, a, b], out, _options((32, 24)), jobs=1, progress=False)
+    assert not again.added and len(again.skipped) == 3
+    assert len(Dataset(out)) == 7
+
+
+def test_parallel_and_serial_runs_write_the_same_dataset(crafted, tmp_path: Path) -> None:
+    bags = [crafted(f"p{i}", steps=3 + i, seed=i)[0] for i in range(4)]
+    serial = convert(bags, tmp_path / "serial", _options((32, 24)), jobs=1, progress=False).dataset
+    parallel = convert(bags, tmp_path / "parallel", _options((32, 24)), jobs=2, progress=False).dataset
+    assert serial.digest() == parallel.digest()
+    np.testing.assert_array_equal(serial.images[:], parallel.images[:])
+
+
+def test_cli_prints_summary_and_runs_without_ros(crafted, tmp_path: Path) -> None:
+    """`qt convert` output, and proof that conversion never imports rclpy."""
+    for i, (outcome, text) in enumerate([("success", "pick red"), ("failure", "pick red"), ("success", "push")]):
+        crafted(f"c{i}", steps=3, seed=i, outcome=outcome, instruction=text)
+    code = (
+        "import sys; from qt_common.cli import main; rc = main(sys.argv[1:]); "
+        "print('RCLPY_LOADED' if 'rclpy' in sys.modules else 'NO_RCLPY'); sys.exit(rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "convert", str(tmp_path / "bags"), "-o", str(tmp_path / "ds"), "--image-size",
+         "24x32", "-j", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "converted 3 episode(s), 9 frames" in out.stdout
+    assert "success rate 67%" in out.stdout
+    assert "     2  pick red" in out.stdout and "     1  push" in out.stdout
+    assert "NO_RCLPY" in out.stdout
+    assert "100%" in out.stderr  # tqdm progress bar
+    info = subprocess.run([sys.executable, "-m", "qt_common.cli", "dataset", "info", str(tmp_path / "ds"), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    summary = json.loads(info.stdout)
+    assert summary["episodes"] == 3 and summary["frames"] == 9 and summary["per_instruction"] == {"pick red": 2, "push": 1}

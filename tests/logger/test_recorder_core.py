@@ -1,0 +1,184 @@
+"""EpisodeRecorder without DDS: episode windows by message time, services, discard, shutdown, errors."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from helpers.episode_bags import action_msg, event_msg, image_msg
+from qt_data_logger import bag_format as bf
+from qt_data_logger.bag_status import inspect_bag, load_metadata
+from qt_data_logger.recorder_core import EpisodeRecorder, EventInfo, Incoming, RecorderConfig
+from rosbags.highlevel import AnyReader
+
+CAMERA, ACTION, EVENTS, INSTRUCTION = "/camera/image_raw", "/qt/action", "/episode/events", "/instruction"
+STORE = bf.episode_typestore()
+FRAME = np.zeros((4, 4, 3), np.uint8)
+
+
+class ListLog:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, m: str) -> None:
+        self.lines.append(("info", m))
+
+    def warning(self, m: str) -> None:
+        self.lines.append(("warning", m))
+
+    def error(self, m: str) -> None:
+        self.lines.append(("error", m))
+
+    def find(self, text: str) -> list[str]:
+        return [m for _, m in self.lines if text in m]
+
+
+def _recorder(tmp_path: Path, **config) -> tuple[EpisodeRecorder, ListLog]:
+    specs = [
+        bf.TopicSpec.make(CAMERA, "sensor_msgs/msg/Image"),
+        bf.TopicSpec.make(ACTION, "qt_msgs/msg/ArmAction"),
+        bf.TopicSpec.make(EVENTS, "qt_msgs/msg/EpisodeEvent"),
+        bf.TopicSpec.make(INSTRUCTION, "std_msgs/msg/String"),
+    ]
+    log = ListLog()
+    settings = {"end_grace_s": 0.0, "fsync": False, "min_free_mb": 0.0, **config}
+    core = EpisodeRecorder(RecorderConfig(output_dir=tmp_path / "bags", **settings), specs, EVENTS, INSTRUCTION,
+                           clock_ns=time.time_ns, log=log)
+    return core, log
+
+
+def _frame(stamp: int, recv: int | None = None) -> Incoming:
+    data = bytes(STORE.serialize_cdr(image_msg(stamp, FRAME), "sensor_msgs/msg/Image"))
+    return Incoming(CAMERA, data, recv or stamp, bf.header_stamp_ns(data))
+
+
+def _event(kind: int, outcome: int, stamp: int, episode_id: str = "ep", text: str = "pick") -> tuple[EventInfo, Incoming]:
+    data = bytes(STORE.serialize_cdr(event_msg(stamp, kind, outcome, episode_id, text), "qt_msgs/msg/EpisodeEvent"))
+    return EventInfo(kind, outcome, episode_id, text, "task", -1, stamp), Incoming(EVENTS, data, stamp, stamp)
+
+
+def _finish(core: EpisodeRecorder) -> None:
+    core.tick()
+    core.io.close()
+    core._collect_results()
+
+
+def _stamps(bag: Path, topic: str) -> list[int]:
+    with AnyReader([bag]) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [bf.header_stamp_ns(raw) for _, _, raw in reader.messages(connections=conns)]
+
+
+def test_episode_is_the_stamp_window_between_start_and_end(tmp_path: Path) -> None:
+    """Frames handled just before START / just after END still land in the right episode."""
+    core, log = _recorder(tmp_path, preroll_s=1.0)
+    base = time.time_ns()
+    core.on_message(_frame(base + 900))  # stamped before START: never in the episode
+    core.on_message(_frame(base + 1010))  # stamped after START, handled before it (pre-roll)
+    core.on_event(*_event(bf.EVENT_START, 0, base + 1000))
+    for stamp in (base + 1100, base + 1200, base + 950):  # 950: a late frame from before START
+        core.on_message(_frame(stamp))
+    core.on_event(*_event(bf.EVENT_END, 1, base + 2000))
+    core.on_message(_frame(base + 1990))  # stamped before END, handled after it (grace)
+    core.on_message(_frame(base + 2010))  # after END: not in this episode
+    _finish(core)
+    bag = tmp_path / "bags" / "ep"
+    assert _stamps(bag, CAMERA) == [base + 1010, base + 1100, base + 1200, base + 1990]
+    assert [e for e in _stamps(bag, EVENTS)] == [base + 1000, base + 2000]
+    custom = load_metadata(bag)["custom_data"]
+    assert custom["outcome"] == "success" and custom["instruction"] == "pick" and custom["episode_id"] == "ep"
+    assert custom["end_reason"] == "event" and custom["qt_bag_format"] == bf.BAG_FORMAT
+    assert inspect_bag(bag).state == "ok"
+    assert log.find("EPISODE_WRITTEN id=ep outcome=success messages=6")
+
+
+def test_service_driven_episode_writes_its_own_events_and_instruction(tmp_path: Path) -> None:
+    core, _ = _recorder(tmp_path)
+    instruction = bytes(STORE.serialize_cdr(STORE.types["std_msgs/msg/String"](data="push the cube"), "std_msgs/msg/String"))
+    core.on_message(Incoming(INSTRUCTION, instruction, time.time_ns()))
+    reply = core.start_episode("", task_id="push/blue", seed=7)
+    assert reply.accepted and reply.instruction == "push the cube"  # taken from the latched topic
+    assert not core.start_episode("other").accepted  # never silently replaced
+    core.on_message(_frame(time.time_ns()))
+    action = bytes(STORE.serialize_cdr(action_msg(time.time_ns(), np.zeros(5)), "qt_msgs/msg/ArmAction"))
+    core.on_message(Incoming(ACTION, action, time.time_ns(), bf.header_stamp_ns(action)))
+    assert core.end_episode("failure").accepted
+    assert not core.end_episode("failure").accepted
+    _finish(core)
+    bag = tmp_path / "bags" / reply.episode_id
+    with AnyReader([bag]) as reader:
+        events = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == EVENTS]
+        topics = sorted({c.topic for c, _, _ in reader.messages()})
+    assert [(e.event, e.outcome, e.instruction, e.task_id, e.seed) for e in events] == [
+        (1, 0, "push the cube", "push/blue", 7), (2, 2, "push the cube", "push/blue", 7),
+    ]
+    assert topics == sorted([CAMERA, ACTION, EVENTS, INSTRUCTION])
+    assert load_metadata(bag)["custom_data"]["task_id"] == "push/blue"
+
+
+def test_start_without_any_instruction_is_refused(tmp_path: Path) -> None:
+    core, _ = _recorder(tmp_path)
+    reply = core.start_episode("")
+    assert not reply.accepted and "instruction" in reply.message
+
+
+def test_discard_deletes_the_episode(tmp_path: Path) -> None:
+    core, log = _recorder(tmp_path)
+    core.on_event(*_event(bf.EVENT_START, 0, time.time_ns(), "thrown"))
+    core.on_message(_frame(time.time_ns()))
+    core.on_event(*_event(bf.EVENT_END, 3, time.time_ns(), "thrown"))
+    _finish(core)
+    assert not (tmp_path / "bags" / "thrown").exists()
+    assert log.find("EPISODE_DISCARDED id=thrown")
+
+
+def test_end_for_another_episode_and_old_history_are_ignored(tmp_path: Path) -> None:
+    core, log = _recorder(tmp_path)
+    core.ignore_events_before_ns = time.time_ns()
+    assert not core.on_event(*_event(bf.EVENT_START, 0, core.ignore_events_before_ns - 10, "old")).accepted
+    assert not core.recording
+    core.on_event(*_event(bf.EVENT_START, 0, time.time_ns(), "mine"))
+    assert not core.on_event(*_event(bf.EVENT_END, 1, time.time_ns(), "theirs")).accepted
+    assert core.recording and core.episode_id == "mine"
+    assert log.find("END for 'theirs' but 'mine' is open")
+
+
+def test_shutdown_finalises_the_open_bag_unlabelled(tmp_path: Path) -> None:
+    core, _ = _recorder(tmp_path)
+    core.on_event(*_event(bf.EVENT_START, 0, time.time_ns(), "cut"))
+    core.on_message(_frame(time.time_ns()))
+    results = core.shutdown()
+    assert [r.episode_id for r in results if r.ok] == ["cut"]
+    status = inspect_bag(tmp_path / "bags" / "cut")
+    assert status.state == "unlabelled" and status.custom["outcome"] == "interrupted"
+    assert status.custom["end_reason"] == "shutdown"
+
+
+def test_unwritable_output_dir_refuses_with_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the bag folder should be")
+    specs_core, log = _recorder(tmp_path)
+    specs_core.config.output_dir = blocker / "bags"
+    reply = specs_core.start_episode("pick")
+    assert not reply.accepted and "Not a directory" in reply.message and "not_a_dir" in reply.message
+    assert log.find("RECORDING_REFUSED")
+
+
+def test_write_failure_stops_the_episode_and_keeps_earlier_ones(tmp_path: Path) -> None:
+    core, log = _recorder(tmp_path)
+    core.start_episode("first", episode_id="first")
+    core.on_message(_frame(time.time_ns()))
+    core.end_episode("success")
+    core.tick()
+    core.start_episode("second", episode_id="second")
+    core.on_message(_frame(time.time_ns()))
+    shutil.rmtree(tmp_path / "bags" / "second")  # the disk/folder disappears under the recorder
+    core.end_episode("success")
+    _finish(core)
+    failed = log.find("RECORDING_FAILED id=second")
+    assert failed and "earlier episodes are intact" in failed[0]
+    assert not core.recording and core.last_error
+    assert inspect_bag(tmp_path / "bags" / "first").state == "ok"
+    assert _stamps(tmp_path / "bags" / "first", CAMERA)

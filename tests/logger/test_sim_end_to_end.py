@@ -1,0 +1,134 @@
+"""Sim driver + scripted expert teleop -> real recorder -> qt convert, checked against an independent tap.
+
+The test process subscribes to the same topics as the recorder (its own DDS participant) and
+keeps what the sim and the expert published. The dataset converted from the recorder's bags
+must hold exactly those frames (the expert stamps each action with the observation it used),
+the bins of those actions, reward 1 on the last step of the successful episodes and the Monte
+Carlo returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers.processes import python_child
+from qt_common.action_spec import ActionSpec
+from qt_common.dataset import Dataset
+
+pytest.importorskip("qt_sim.driver_node")
+
+SPEC = ActionSpec.default()
+WIDTH, HEIGHT = 64, 48
+
+
+class Tap:
+    """Records what the sim and expert publish, in a background executor of its own context."""
+
+    def __init__(self, prefix: str):
+        import rclpy
+        from qt_msgs.msg import ArmAction, EpisodeEvent
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("qt_test_tap", context=self.context)
+        self.images: dict[int, np.ndarray] = {}
+        self.actions: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.events: list[tuple[int, int, int, str]] = []
+        reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.subs = [
+            self.node.create_subscription(Image, f"{prefix}/camera/image_raw", self._image, reliable),
+            self.node.create_subscription(ArmAction, f"{prefix}/qt/action", self._action, reliable),
+            self.node.create_subscription(EpisodeEvent, f"{prefix}/episode/events", self._event, latched),
+        ]
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _ns(header) -> int:
+        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+    def _image(self, msg) -> None:
+        assert msg.encoding == "rgb8"
+        self.images[self._ns(msg.header)] = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+
+    def _action(self, msg) -> None:
+        self.actions.append((self._ns(msg.header), np.asarray(msg.values, np.float32), np.asarray(msg.bins)))
+
+    def _event(self, msg) -> None:
+        self.events.append((self._ns(msg.header), msg.event, msg.outcome, msg.episode_id))
+
+    def _spin(self) -> None:
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the context was shut down under us
+                return
+
+    def publishers_ready(self) -> bool:
+        return self.subs[0].get_publisher_count() > 0
+
+    def close(self) -> None:
+        self.rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=10)
+
+
+def test_sim_episodes_record_and_convert_to_what_was_published(
+    tmp_path: Path, recorder, children, qt_cli, topic_prefix, convert_flags
+) -> None:
+    bags = tmp_path / "bags"
+    rec = recorder(bags, "-p", "control_rate_hz:=10.0", "-p", "robot:=qt_sim_arm")
+    tap = Tap(topic_prefix)
+    try:
+        driver = python_child("qt_sim.driver_node", "--ros-args", "-r", f"__ns:={topic_prefix}",
+                              "-p", f"image_width:={WIDTH}", "-p", f"image_height:={HEIGHT}", "-p", "horizon:=30")
+        children.append(driver)
+        deadline = 60
+        import time
+
+        end = time.monotonic() + deadline
+        while not tap.publishers_ready() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert tap.publishers_ready(), driver.output()
+        expert = python_child("qt_sim.expert_teleop", "--ros-args", "-r", f"__ns:={topic_prefix}",
+                              "-p", "num_episodes:=2", "-p", "tasks:=pick/red,push/blue/yellow")
+        children.append(expert)
+        done = expert.wait_for_line(r"EXPERT_DONE episodes=2 successes=(\d+)", timeout=180)
+        ends = [e for e in tap.events if e[1] == 2]
+        for _, _, _, episode_id in ends:
+            rec.wait_for_line(f"EPISODE_WRITTEN id={episode_id}", timeout=30)
+    finally:
+        tap.close()
+    starts = {e[3]: e[0] for e in tap.events if e[1] == 1}
+    assert len(ends) == 2 and int(done.group(1)) == sum(1 for e in ends if e[2] == 1)
+
+    out = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", f"{HEIGHT}x{WIDTH}", *convert_flags)
+    assert out.returncode == 0, out.stderr
+    ds = Dataset(tmp_path / "ds")
+    by_id = {e["episode_id"]: i for i, e in enumerate(ds.episodes)}
+    assert sorted(by_id) == sorted(e[3] for e in ends)
+    for end_stamp, _, outcome, episode_id in ends:
+        index = by_id[episode_id]
+        frames = ds.episode_frames(index)
+        sent = [a for a in tap.actions if starts[episode_id] <= a[0] <= end_stamp]
+        assert len(sent) == frames.stop - frames.start > 5
+        np.testing.assert_array_equal(ds.images[frames], np.stack([tap.images[stamp] for stamp, _, _ in sent]))
+        values = np.stack([v for _, v, _ in sent]).astype(np.float64)
+        np.testing.assert_array_equal(ds.bins[frames], SPEC.values_to_bins(values))
+        np.testing.assert_array_equal(ds.bins[frames], np.stack([b for _, _, b in sent]))  # the expert's own bins
+        reward = np.zeros(len(sent), np.float32)
+        reward[-1] = 1.0 if outcome == 1 else 0.0
+        np.testing.assert_array_equal(ds.reward[frames], reward)
+        np.testing.assert_allclose(ds.return_to_go[frames], reward[-1] * ds.gamma ** np.arange(len(sent) - 1, -1, -1),
+                                   rtol=1e-6)
+        assert ds.episodes[index]["outcome"] == ("success" if outcome == 1 else "failure")
+        assert ds.episodes[index]["robot"] == "qt_sim_arm" and ds.episodes[index]["control_rate_hz"] == 10.0

@@ -1,0 +1,93 @@
+"""The decision path without DDS: real ONNX decoder + instruction embedder + safety layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers.policy_models import KNOWN_INSTRUCTION as INSTRUCTION
+from helpers.policy_models import TINY_IMAGE_SIZE as IMAGE_SIZE
+from qt_common.action_spec import ActionSpec
+from qt_policy_node.controller import PolicyController
+from qt_policy_node.decoder import PolicyDecoder
+from qt_policy_node.instructions import InstructionEmbedder
+from qt_policy_node.safety import MODEL_FAULT, STALE_IMAGE, UNKNOWN_INSTRUCTION, SafetyConfig, SafetyLayer
+
+SPEC = ActionSpec.default()
+
+
+def controller_for(model_dir, **safety) -> PolicyController:
+    decoder = PolicyDecoder(model_dir, expected_action_spec_digest=SPEC.digest(), expected_image_size=IMAGE_SIZE)
+    card = decoder.card["text_encoder"]
+    embedder = InstructionEmbedder(card["embeddings"], int(card["dim"]))
+    return PolicyController(decoder, SafetyLayer(SPEC, SafetyConfig(**safety)), embedder)
+
+
+def image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (*IMAGE_SIZE, 3), dtype=np.uint8)
+
+
+def test_decodes_once_per_new_image_and_publishes_the_model_action(tiny_model):
+    controller = controller_for(tiny_model, slew_limit=())
+    controller.embedder.set(INSTRUCTION)
+    controller.set_image(image(0), stamp_s=100.0)
+    first = controller.tick(100.05, None)
+    assert first.decoded and first.command.publish and first.command.interventions == []
+    direct = controller.decoder.decode(image(0), controller.embedder.embedding)
+    np.testing.assert_allclose(first.command.values, direct.action, atol=1e-7)
+    np.testing.assert_array_equal(first.bins, direct.bins)
+    assert first.observation_age_ms == pytest.approx(50.0)
+    assert first.observation_stamp_s == 100.0
+    again = controller.tick(100.10, None)
+    assert not again.decoded and again.command.publish  # same image: same decision, no model run
+    assert controller.decodes == 1
+    controller.set_image(image(1), stamp_s=100.12)
+    third = controller.tick(100.15, None)
+    assert third.decoded and controller.decodes == 2
+    # The control path reuses its buffers: decoder outputs and the safety layer's command.
+    assert np.shares_memory(first.bins, third.bins)
+    assert np.shares_memory(first.command.values, third.command.values)
+
+
+def test_new_instruction_triggers_a_decode(tiny_model):
+    from helpers.tiny_policy import DEFAULT_INSTRUCTIONS
+
+    controller = controller_for(tiny_model)
+    controller.embedder.set(DEFAULT_INSTRUCTIONS[0])
+    controller.set_image(image(0), stamp_s=1.0)
+    controller.tick(1.0, None)
+    controller.embedder.set(DEFAULT_INSTRUCTIONS[1])
+    assert controller.tick(1.05, None).decoded
+
+
+def test_stale_image_and_unknown_instruction_hold_without_decoding(tiny_model):
+    controller = controller_for(tiny_model, image_timeout_s=0.5)
+    controller.embedder.set("juggle three cubes")  # not in the card's cache, no encoder
+    controller.set_image(image(0), stamp_s=10.0)
+    held = controller.tick(10.1, None)
+    assert held.command.interventions == [UNKNOWN_INSTRUCTION] and not held.decoded
+    controller.embedder.set(INSTRUCTION)
+    assert controller.tick(10.2, None).decoded
+    stale = controller.tick(10.7, None)
+    assert stale.command.interventions == [STALE_IMAGE] and stale.command.publish
+    np.testing.assert_array_equal(stale.command.values, SPEC.neutral_values())
+    assert controller.decodes == 1
+
+
+def test_nan_from_a_real_model_is_never_motion(nan_model):
+    controller = controller_for(nan_model)
+    controller.embedder.set(INSTRUCTION)
+    controller.set_image(image(0), stamp_s=5.0)
+    result = controller.tick(5.01, None)
+    assert result.decoded and result.command.interventions == [MODEL_FAULT]
+    assert result.command.publish
+    np.testing.assert_array_equal(result.command.values, SPEC.neutral_values())
+    assert not controller.tick(5.02, None).command.publish
+
+
+def test_forget_observation_needs_a_fresh_image(tiny_model):
+    controller = controller_for(tiny_model)
+    controller.embedder.set(INSTRUCTION)
+    controller.set_image(image(0), stamp_s=1.0)
+    controller.tick(1.0, None)
+    controller.forget_observation()
+    assert controller.tick(1.01, None).command.interventions == [STALE_IMAGE]

@@ -1,0 +1,113 @@
+"""Training loop: determinism, bit-exact resume, logs, BC baseline, CLI train -> export."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers.trainer_mdp import state_image, tiny_config, write_mdp
+from qt_common.cli import VERBS
+from qt_common.cli import main as qt_main
+from qt_common.dataset import Dataset
+from qt_policy_node.decoder import PolicyDecoder
+from qt_trainer.checkpoint import load_checkpoint
+from qt_trainer.synthetic import write_synthetic_dataset
+from qt_trainer.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "syn", episodes=6, length=6,
+                                   image_shape=(16, 16, 3), proprio_dim=2, seed=3)
+
+
+def _config(steps: int, **overrides):
+    return tiny_config(steps, batch_size=16, log_every=5, target_update="polyak", tau=0.1, augment_shift=2,
+                       lr_schedule="cosine", warmup_steps=3, weight_decay=0.01, **overrides)
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fixed_seed_is_deterministic(synthetic: Dataset, embedder) -> None:
+    runs = []
+    for seed in (5, 5, 6):
+        trainer = Trainer(_config(12, seed=seed), synthetic, None, embedder=embedder, progress=False)
+        trainer.run()
+        runs.append(trainer.model.state_dict())
+    assert _states_equal(runs[0], runs[1])
+    assert not _states_equal(runs[0], runs[2])
+
+
+def test_resume_continues_bit_exactly(synthetic: Dataset, embedder, tmp_path: Path) -> None:
+    straight = Trainer(_config(16, n_step=2), synthetic, tmp_path / "a", embedder=embedder, progress=False)
+    straight.run()
+    first = Trainer(_config(16, n_step=2), synthetic, tmp_path / "b", embedder=embedder, progress=False)
+    first.run(steps=7)
+    assert load_checkpoint(tmp_path / "b")["step"] == 7
+    resumed = Trainer(_config(16, n_step=2), synthetic, tmp_path / "b", embedder=embedder, resume=True,
+                      progress=False)
+    assert resumed.step == 7
+    resumed.run()
+    assert resumed.step == 16
+    assert _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert straight.target is not None and resumed.target is not None
+    assert _states_equal(straight.target.state_dict(), resumed.target.state_dict())
+    a, b = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(_states_equal(a[k], b[k]) for k in a)
+
+
+def test_tensorboard_scalars_are_written(synthetic: Dataset, embedder, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = Trainer(_config(10), synthetic, tmp_path / "run", embedder=embedder, progress=False)
+    trainer.run()
+    trainer.close()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("loss/total", "loss/td", "loss/conservative", "q/data", "q/unseen", "target/mean", "target/max",
+                "target/mc_bound_active", "lr", "grad_norm", "samples_per_s"):
+        assert tag in tags, tag
+    assert [e.step for e in events.Scalars("loss/td")] == [5, 10]
+
+
+def test_behaviour_cloning_baseline_imitates_the_data(tmp_path: Path, train_mdp) -> None:
+    """Same backbone, cross-entropy: greedy decoding returns the most frequent data action."""
+    common, rare = (70, 180), (200, 20)
+    data = write_mdp(tmp_path / "bc", [([0], [common], "failure")] * 3 + [([0], [rare], "success")], 0.9, repeat=2)
+    model = replace(tiny_config(1).model, algorithm="bc")
+    trainer = train_mdp(data, 150, model=model)
+    assert trainer.target is None
+    with torch.no_grad():
+        bins, prob = trainer.model.eval().greedy(torch.from_numpy(state_image(0)[None]), trainer.embeddings[:1])
+    assert bins[0].tolist() == list(common)
+    assert 0.5 < prob[0, 0] < 1.0  # softmax probability of the chosen bin (~0.75 in the data)
+
+
+def test_cli_train_then_export(synthetic: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "train" in VERBS and "export" in VERBS
+    run = tmp_path / "run"
+    code = qt_main(["train", str(synthetic.path), "--out", str(run), "--model-size", "tiny", "--steps", "6",
+                    "--batch-size", "8", "--threads", "1", "--no-progress", "--log-every", "3"])
+    assert code == 0
+    assert json.loads((run / "train_config.json").read_text())["steps"] == 6
+    code = qt_main(["export", str(run), "--name", "cli", "--models-dir", str(tmp_path / "models"),
+                    "--instruction", "stack the cubes", "--no-text-encoder"])
+    assert code == 0
+    card = json.loads((tmp_path / "models" / "cli" / "policy.json").read_text())
+    assert card["training"]["steps"] == 6 and card["training"]["data_digest"] == synthetic.digest()
+    assert card["training"]["command"].startswith("qt train")
+    assert set(card["text_encoder"]["embeddings"]) == {*synthetic.instructions, "stack the cubes"}
+    decoder = PolicyDecoder(tmp_path / "models" / "cli", expected_action_spec_digest=synthetic.action_spec.digest(),
+                            expected_image_size=(16, 16))
+    result = decoder.decode(synthetic.images[0], decoder.known_embedding(synthetic.instructions[0]),
+                            np.zeros(2, np.float32))
+    assert result.bins.shape == (5,)
+    assert qt_main(["train", str(tmp_path / "nowhere"), "--out", str(run)]) == 1
+    assert "not a dataset" in capsys.readouterr().err
