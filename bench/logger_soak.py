@@ -70,8 +70,15 @@ def count_bag(bag: Path, prefix: str = "") -> dict[str, object]:
     return {"counts": counts, "frame_indices": frame_indices}
 
 
-def run_soak(seconds: float, workdir: Path, recorder_qos: str = "auto", camera_best_effort: bool = False,
-             rate_hz: float = 30.0, size: str = "640x480", prefix: str = "") -> dict[str, object]:
+def run_soak(
+    seconds: float,
+    workdir: Path,
+    recorder_qos: str = "auto",
+    camera_best_effort: bool = False,
+    rate_hz: float = 30.0,
+    size: str = "640x480",
+    prefix: str = "",
+) -> dict[str, object]:
     """Run one soak and return its figures (``ok`` is True only with zero drops).
 
     ``prefix`` is prepended to the camera/action topics, so a run cannot record another
@@ -79,30 +86,74 @@ def run_soak(seconds: float, workdir: Path, recorder_qos: str = "auto", camera_b
     """
     isolate_ros_environment()
     import rclpy
+
     from qt_msgs.srv import EndEpisode, StartEpisode
 
     python = sys.executable
     bags = workdir / "bags"
-    recorder = ChildProcess([python, "-m", "qt_data_logger.recorder_node", "--ros-args",
-                             "-p", f"output_dir:={bags}", "-p", f"reliability:={recorder_qos}",
-                             "-p", f"control_rate_hz:={rate_hz}", "-p", f"camera_topic:={prefix}{CAMERA_TOPIC}",
-                             "-p", f"action_topic:={prefix}{ACTION_TOPIC}"])
+    recorder = ChildProcess(
+        [
+            python,
+            "-m",
+            "qt_data_logger.recorder_node",
+            "--ros-args",
+            "-p",
+            f"output_dir:={bags}",
+            "-p",
+            f"reliability:={recorder_qos}",
+            "-p",
+            f"control_rate_hz:={rate_hz}",
+            "-p",
+            f"camera_topic:={prefix}{CAMERA_TOPIC}",
+            "-p",
+            f"action_topic:={prefix}{ACTION_TOPIC}",
+        ]
+    )
     publishers: list[ChildProcess] = []
     rclpy.init()
     node = rclpy.create_node("qt_soak_driver")
     try:
         recorder.wait_for_line("RECORDER_READY", timeout=60)
-        start = _call(node, node.create_client(StartEpisode, "/recorder/start_episode"),
-                      StartEpisode.Request(instruction="soak: hold still", task_id="soak", seed=-1))
+        start = _call(
+            node,
+            node.create_client(StartEpisode, "/recorder/start_episode"),
+            StartEpisode.Request(instruction="soak: hold still", task_id="soak", seed=-1),
+        )
         if not start.accepted:
             raise RuntimeError(f"recorder refused the episode: {start.message}")
-        camera_args = [python, "-m", "qt_data_logger.synthetic_source", "camera", "--rate", str(rate_hz),
-                       "--seconds", str(seconds), "--size", size, "--prefix", prefix]
+        camera_args = [
+            python,
+            "-m",
+            "qt_data_logger.synthetic_source",
+            "camera",
+            "--rate",
+            str(rate_hz),
+            "--seconds",
+            str(seconds),
+            "--size",
+            size,
+            "--prefix",
+            prefix,
+        ]
         if camera_best_effort:
             camera_args.append("--best-effort")
         publishers.append(ChildProcess(camera_args))
-        publishers.append(ChildProcess([python, "-m", "qt_data_logger.synthetic_source", "actions", "--rate",
-                                        str(rate_hz), "--seconds", str(seconds), "--prefix", prefix]))
+        publishers.append(
+            ChildProcess(
+                [
+                    python,
+                    "-m",
+                    "qt_data_logger.synthetic_source",
+                    "actions",
+                    "--rate",
+                    str(rate_hz),
+                    "--seconds",
+                    str(seconds),
+                    "--prefix",
+                    prefix,
+                ]
+            )
+        )
         for child in publishers:
             child.wait_for_line("MATCHED", timeout=60)
         cpu0, wall0 = _cpu_seconds(recorder.popen.pid), time.monotonic()
@@ -160,8 +211,9 @@ def main() -> int:
         workdir = Path(tmp)
         if args.keep:
             workdir = Path(tempfile.mkdtemp(prefix="qt-soak-keep-"))
-        result = run_soak(args.seconds, workdir, args.recorder_qos, args.camera_best_effort,
-                          prefix=f"/qt_soak_{os.getpid()}")
+        result = run_soak(
+            args.seconds, workdir, args.recorder_qos, args.camera_best_effort, prefix=f"/qt_soak_{os.getpid()}"
+        )
     print(json.dumps(result, indent=1))
     print(
         f"SOAK {'PASS' if result['ok'] else 'FAIL'}: {result['seconds']} s, camera {result['published'][CAMERA_TOPIC]} "
@@ -174,4 +226,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -1,4 +1,5 @@
 """ament_python build of qt_data_logger: installs the recorder and converter package."""
+
 from glob import glob
 
 from setuptools import find_packages, setup

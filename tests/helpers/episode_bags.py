@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 from qt_common.action_spec import ActionSpec
-from qt_data_logger import bag_format as bf
 from qt_data_logger.synthetic_source import encode_frame, synthetic_actions, synthetic_frame
 from rosbags.rosbag2 import StoragePlugin, Writer
+
+from qt_data_logger import bag_format as bf
 
 T0 = 1_700_000_000_000_000_000
 PERIOD = 100_000_000  # 10 Hz control
@@ -55,8 +56,13 @@ def header(ns: int, frame_id: str = "") -> Any:
 def image_msg(ns: int, frame: np.ndarray, encoding: str = "rgb8") -> Any:
     data, step = encode_frame(frame, encoding)
     return _types()["sensor_msgs/msg/Image"](
-        header=header(ns, "camera_optical_frame"), height=frame.shape[0], width=frame.shape[1], encoding=encoding,
-        is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8),
+        header=header(ns, "camera_optical_frame"),
+        height=frame.shape[0],
+        width=frame.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=step,
+        data=np.frombuffer(data, np.uint8),
     )
 
 
@@ -73,15 +79,24 @@ def action_msg(ns: int, values: np.ndarray, spec: ActionSpec | None = None) -> A
     values = np.asarray(values, dtype=np.float32)
     bins = spec.values_to_bins(np.nan_to_num(values.astype(np.float64))).astype(np.uint16)
     return _types()["qt_msgs/msg/ArmAction"](
-        header=header(ns, "base_link"), dimension_names=spec.names, values=values, bins=bins,
-        num_bins=spec.num_bins, source=2,
+        header=header(ns, "base_link"),
+        dimension_names=spec.names,
+        values=values,
+        bins=bins,
+        num_bins=spec.num_bins,
+        source=2,
     )
 
 
 def event_msg(ns: int, kind: int, outcome: int, episode_id: str, instruction: str) -> Any:
     return _types()["qt_msgs/msg/EpisodeEvent"](
-        header=header(ns), event=kind, outcome=outcome, episode_id=episode_id, instruction=instruction,
-        task_id="test", seed=-1,
+        header=header(ns),
+        event=kind,
+        outcome=outcome,
+        episode_id=episode_id,
+        instruction=instruction,
+        task_id="test",
+        seed=-1,
     )
 
 
@@ -110,7 +125,12 @@ def craft_episode(
     frames = [synthetic_frame(100 * seed + i, width, height) for i in range(steps)]
     code = {"success": 1, "failure": 2, "discard": 3, "": 0}[outcome]
     msgs = [
-        Msg("/episode/events", "qt_msgs/msg/EpisodeEvent", T0 - 1000, event_msg(T0 - 1000, 1, 0, episode_id, instruction)),
+        Msg(
+            "/episode/events",
+            "qt_msgs/msg/EpisodeEvent",
+            T0 - 1000,
+            event_msg(T0 - 1000, 1, 0, episode_id, instruction),
+        ),
         Msg("/instruction", "std_msgs/msg/String", T0 - 500, _types()["std_msgs/msg/String"](data=instruction)),
     ]
     for i in range(steps):
@@ -120,12 +140,24 @@ def craft_episode(
         msgs.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns + 30, action_msg(ns + 1_000_000, values[i])))
     end_ns = T0 + steps * PERIOD
     if code:
-        msgs.append(Msg("/episode/events", "qt_msgs/msg/EpisodeEvent", end_ns, event_msg(end_ns, 2, code, episode_id, instruction)))
+        msgs.append(
+            Msg(
+                "/episode/events",
+                "qt_msgs/msg/EpisodeEvent",
+                end_ns,
+                event_msg(end_ns, 2, code, episode_id, instruction),
+            )
+        )
     custom = {}
     if labelled:
         custom = {
-            bf.KEY_FORMAT: bf.BAG_FORMAT, bf.KEY_EPISODE_ID: episode_id, bf.KEY_INSTRUCTION: instruction,
-            bf.KEY_OUTCOME: outcome, bf.KEY_CONTROL_RATE: "10", bf.KEY_ROBOT: "test", bf.KEY_OPERATOR: "pytest",
+            bf.KEY_FORMAT: bf.BAG_FORMAT,
+            bf.KEY_EPISODE_ID: episode_id,
+            bf.KEY_INSTRUCTION: instruction,
+            bf.KEY_OUTCOME: outcome,
+            bf.KEY_CONTROL_RATE: "10",
+            bf.KEY_ROBOT: "test",
+            bf.KEY_OPERATOR: "pytest",
             bf.KEY_END_REASON: "event",
         }
     return CraftedEpisode(msgs, custom, frames, values, instruction, outcome)

@@ -14,26 +14,36 @@ import pytest
 from helpers.episode_bags import CraftedEpisode, craft_episode, write_bag
 from helpers.processes import REPO_ROOT, ChildProcess, python_child
 
-
 # Topics of the logger tests carry this prefix (recorder parameters, source --prefix), so a test
 # never records another session's traffic even if it drew the same random DDS domain.
 PREFIX = f"/qt_test_{os.getpid()}"
 TOPIC_PARAMETERS = {
-    "camera_topic": "/camera/image_raw", "compressed_camera_topic": "/camera/image_raw/compressed",
-    "instruction_topic": "/instruction", "action_topic": "/qt/action", "joint_states_topic": "/joint_states",
-    "ee_pose_topic": "/ee_pose", "events_topic": "/episode/events",
+    "camera_topic": "/camera/image_raw",
+    "compressed_camera_topic": "/camera/image_raw/compressed",
+    "instruction_topic": "/instruction",
+    "action_topic": "/qt/action",
+    "joint_states_topic": "/joint_states",
+    "ee_pose_topic": "/ee_pose",
+    "events_topic": "/episode/events",
 }
 
 
 def start_recorder(children: list[ChildProcess], out: Path, *params: str, ulimit_kb: int = 0) -> ChildProcess:
     """The recorder node as its own process (test-prefixed topics), waiting until it is ready."""
     topics = [a for name, topic in TOPIC_PARAMETERS.items() for a in ("-p", f"{name}:={PREFIX}{topic}")]
-    args = ["--ros-args", "-p", f"output_dir:={out}", "-p", "end_grace_s:=0.3", "-p", "fsync:=false", *topics,
-            *params]
+    args = ["--ros-args", "-p", f"output_dir:={out}", "-p", "end_grace_s:=0.3", "-p", "fsync:=false", *topics, *params]
     if ulimit_kb:
         # A per-file size limit makes writes fail with EFBIG, like a full disk, without privileges.
-        command = " ".join([f"ulimit -f {ulimit_kb};", "exec", sys.executable, "-m", "qt_data_logger.recorder_node",
-                            *(f"'{a}'" for a in args)])
+        command = " ".join(
+            [
+                f"ulimit -f {ulimit_kb};",
+                "exec",
+                sys.executable,
+                "-m",
+                "qt_data_logger.recorder_node",
+                *(f"'{a}'" for a in args),
+            ]
+        )
         child = ChildProcess(["bash", "-c", command])
     else:
         child = python_child("qt_data_logger.recorder_node", *args)
@@ -53,8 +63,9 @@ def run_source(children: list[ChildProcess], *args: str, timeout: float = 120) -
 
 def qt(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """The `qt` command line (as users run it), in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "qt_common.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "qt_common.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
+    )
 
 
 def clean_fastdds_shm() -> None:
@@ -96,8 +107,14 @@ def topic_prefix() -> str:
 @pytest.fixture
 def convert_flags() -> list[str]:
     """qt convert options naming the test-prefixed topics."""
-    flags = {"camera": "camera_topic", "compressed-camera": "compressed_camera_topic", "action": "action_topic",
-             "events": "events_topic", "instruction": "instruction_topic", "ee-pose": "ee_pose_topic"}
+    flags = {
+        "camera": "camera_topic",
+        "compressed-camera": "compressed_camera_topic",
+        "action": "action_topic",
+        "events": "events_topic",
+        "instruction": "instruction_topic",
+        "ee-pose": "ee_pose_topic",
+    }
     return [item for flag, name in flags.items() for item in (f"--{flag}-topic", PREFIX + TOPIC_PARAMETERS[name])]
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_status import inspect_bag, load_metadata
 from qt_data_logger.bag_writer import EpisodeBagWriter
 from rosbags.highlevel import AnyReader
+
+from qt_data_logger import bag_format as bf
 
 
 def _string(text: str) -> bytes:
@@ -45,7 +46,8 @@ def test_split_episode_is_one_bag_directory_with_several_files(tmp_path: Path, s
     meta = load_metadata(tmp_path / "ep")
     assert meta["message_count"] == 100 and len(meta["relative_file_paths"]) == len(parts)
     assert {t["topic_metadata"]["name"]: t["message_count"] for t in meta["topics_with_message_count"]} == {
-        "/a": 66, "/b": 34,
+        "/a": 66,
+        "/b": 34,
     }
     assert meta["custom_data"] == {"outcome": "success", "episode_id": "ep"}
     status = inspect_bag(tmp_path / "ep")
@@ -61,9 +63,13 @@ def test_bag_types_carry_the_installed_definitions_and_hashes(tmp_path: Path) ->
     writer.open()
     store = bf.episode_typestore()
     msg = store.types["qt_msgs/msg/ArmAction"](
-        header=store.types["std_msgs/msg/Header"](stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=2),
-                                                  frame_id="base_link"),
-        dimension_names=["dx"], values=np.array([0.5], np.float32), bins=np.array([3], np.uint16), num_bins=256,
+        header=store.types["std_msgs/msg/Header"](
+            stamp=store.types["builtin_interfaces/msg/Time"](sec=1, nanosec=2), frame_id="base_link"
+        ),
+        dimension_names=["dx"],
+        values=np.array([0.5], np.float32),
+        bins=np.array([3], np.uint16),
+        num_bins=256,
         source=1,
     )
     raw = bytes(store.serialize_cdr(msg, "qt_msgs/msg/ArmAction"))
@@ -73,7 +79,7 @@ def test_bag_types_carry_the_installed_definitions_and_hashes(tmp_path: Path) ->
     meta = load_metadata(tmp_path / "ep")
     assert meta["topics_with_message_count"][0]["topic_metadata"]["type_description_hash"] == spec.rihs01
     with AnyReader([tmp_path / "ep"]) as reader:  # reads back with only the definition stored in the bag
-        (connection, _, data), = list(reader.messages())
+        ((connection, _, data),) = list(reader.messages())
         assert reader.deserialize(data, connection.msgtype).dimension_names == ["dx"]
 
 

@@ -89,8 +89,14 @@ def test_compressed_camera_and_resize(tmp_path: Path) -> None:
             i = len(msgs)
             stamp = m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec
             frame = m.msg.data.reshape(48, 64, 3)
-            msgs.append(Msg("/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", m.log_ns,
-                            compressed_msg(stamp, frame, "png")))
+            msgs.append(
+                Msg(
+                    "/camera/image_raw/compressed",
+                    "sensor_msgs/msg/CompressedImage",
+                    m.log_ns,
+                    compressed_msg(stamp, frame, "png"),
+                )
+            )
             assert i >= 0
         else:
             msgs.append(m)
@@ -147,9 +153,22 @@ def test_cli_prints_summary_and_runs_without_ros(crafted, tmp_path: Path) -> Non
         "print('RCLPY_LOADED' if 'rclpy' in sys.modules else 'NO_RCLPY'); sys.exit(rc)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, "convert", str(tmp_path / "bags"), "-o", str(tmp_path / "ds"), "--image-size",
-         "24x32", "-j", "2"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "convert",
+            str(tmp_path / "bags"),
+            "-o",
+            str(tmp_path / "ds"),
+            "--image-size",
+            "24x32",
+            "-j",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "converted 3 episode(s), 9 frames" in out.stdout
@@ -157,7 +176,39 @@ def test_cli_prints_summary_and_runs_without_ros(crafted, tmp_path: Path) -> Non
     assert "     2  pick red" in out.stdout and "     1  push" in out.stdout
     assert "NO_RCLPY" in out.stdout
     assert "100%" in out.stderr  # tqdm progress bar
-    info = subprocess.run([sys.executable, "-m", "qt_common.cli", "dataset", "info", str(tmp_path / "ds"), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    info = subprocess.run(
+        [sys.executable, "-m", "qt_common.cli", "dataset", "info", str(tmp_path / "ds"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     summary = json.loads(info.stdout)
-    assert summary["episodes"] == 3 and summary["frames"] == 9 and summary["per_instruction"] == {"pick red": 2, "push": 1}
+    assert (
+        summary["episodes"] == 3 and summary["frames"] == 9 and summary["per_instruction"] == {"pick red": 2, "push": 1}
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame_id", "encoding", "size"),
+    [("", "rgb8", (5, 3)), ("cam", "bgr8", (7, 2)), ("camera_optical_frame", "mono8", (3, 9))],
+)
+def test_zero_copy_image_parse_equals_full_deserialisation(frame_id: str, encoding: str, size: tuple) -> None:
+    from helpers.episode_bags import header
+    from qt_data_logger.images import parse_image_cdr
+
+    from qt_data_logger import bag_format as bf
+
+    store = bf.episode_typestore()
+    msg = image_msg(T0 + 17, synthetic_frame(3, *size), encoding)
+    msg.header = header(T0 + 17, frame_id)
+    raw = bytes(store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+    view = parse_image_cdr(raw)
+    full = store.deserialize_cdr(raw, "sensor_msgs/msg/Image")
+    assert (view.stamp_ns, view.height, view.width, view.encoding, view.step) == (
+        T0 + 17,
+        full.height,
+        full.width,
+        full.encoding,
+        full.step,
+    )
+    np.testing.assert_array_equal(view.data, full.data)

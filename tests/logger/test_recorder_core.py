@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 from helpers.episode_bags import action_msg, event_msg, image_msg
-from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_status import inspect_bag, load_metadata
 from qt_data_logger.recorder_core import EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 from rosbags.highlevel import AnyReader
+
+from qt_data_logger import bag_format as bf
 
 CAMERA, ACTION, EVENTS, INSTRUCTION = "/camera/image_raw", "/qt/action", "/episode/events", "/instruction"
 STORE = bf.episode_typestore()
@@ -44,8 +45,14 @@ def _recorder(tmp_path: Path, **config) -> tuple[EpisodeRecorder, ListLog]:
     ]
     log = ListLog()
     settings = {"end_grace_s": 0.0, "fsync": False, "min_free_mb": 0.0, **config}
-    core = EpisodeRecorder(RecorderConfig(output_dir=tmp_path / "bags", **settings), specs, EVENTS, INSTRUCTION,
-                           clock_ns=time.time_ns, log=log)
+    core = EpisodeRecorder(
+        RecorderConfig(output_dir=tmp_path / "bags", **settings),
+        specs,
+        EVENTS,
+        INSTRUCTION,
+        clock_ns=time.time_ns,
+        log=log,
+    )
     return core, log
 
 
@@ -54,7 +61,9 @@ def _frame(stamp: int, recv: int | None = None) -> Incoming:
     return Incoming(CAMERA, data, recv or stamp, bf.header_stamp_ns(data))
 
 
-def _event(kind: int, outcome: int, stamp: int, episode_id: str = "ep", text: str = "pick") -> tuple[EventInfo, Incoming]:
+def _event(
+    kind: int, outcome: int, stamp: int, episode_id: str = "ep", text: str = "pick"
+) -> tuple[EventInfo, Incoming]:
     data = bytes(STORE.serialize_cdr(event_msg(stamp, kind, outcome, episode_id, text), "qt_msgs/msg/EpisodeEvent"))
     return EventInfo(kind, outcome, episode_id, text, "task", -1, stamp), Incoming(EVENTS, data, stamp, stamp)
 
@@ -96,7 +105,9 @@ def test_episode_is_the_stamp_window_between_start_and_end(tmp_path: Path) -> No
 
 def test_service_driven_episode_writes_its_own_events_and_instruction(tmp_path: Path) -> None:
     core, _ = _recorder(tmp_path)
-    instruction = bytes(STORE.serialize_cdr(STORE.types["std_msgs/msg/String"](data="push the cube"), "std_msgs/msg/String"))
+    instruction = bytes(
+        STORE.serialize_cdr(STORE.types["std_msgs/msg/String"](data="push the cube"), "std_msgs/msg/String")
+    )
     core.on_message(Incoming(INSTRUCTION, instruction, time.time_ns()))
     reply = core.start_episode("", task_id="push/blue", seed=7)
     assert reply.accepted and reply.instruction == "push the cube"  # taken from the latched topic
@@ -112,7 +123,8 @@ def test_service_driven_episode_writes_its_own_events_and_instruction(tmp_path: 
         events = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == EVENTS]
         topics = sorted({c.topic for c, _, _ in reader.messages()})
     assert [(e.event, e.outcome, e.instruction, e.task_id, e.seed) for e in events] == [
-        (1, 0, "push the cube", "push/blue", 7), (2, 2, "push the cube", "push/blue", 7),
+        (1, 0, "push the cube", "push/blue", 7),
+        (2, 2, "push the cube", "push/blue", 7),
     ]
     assert topics == sorted([CAMERA, ACTION, EVENTS, INSTRUCTION])
     assert load_metadata(bag)["custom_data"]["task_id"] == "push/blue"

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from qt_common.dataset import Dataset
-from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_status import inspect_bag
 from qt_data_logger.synthetic_source import synthetic_frame
 from rosbags.highlevel import AnyReader
+
+from qt_data_logger import bag_format as bf
 
 
 def _wait_for_data(bag: Path, min_bytes: int, timeout: float = 30.0) -> None:
@@ -35,8 +36,23 @@ def test_kill_9_mid_episode_never_reaches_the_dataset(
 
     bags = tmp_path / "bags"
     rec = recorder(bags)
-    src = python_child("qt_data_logger.synthetic_source", "episodes", "--prefix", topic_prefix, "--episodes", "2",
-                       "--steps", "10", "--rate", "10", "--size", "320x240", "--leave-open", "--seconds", "60")
+    src = python_child(
+        "qt_data_logger.synthetic_source",
+        "episodes",
+        "--prefix",
+        topic_prefix,
+        "--episodes",
+        "2",
+        "--steps",
+        "10",
+        "--rate",
+        "10",
+        "--size",
+        "320x240",
+        "--leave-open",
+        "--seconds",
+        "60",
+    )
     children.append(src)
     src.wait_for_line("OPEN episode=synthetic-001", timeout=90)
     rec.wait_for_line("EPISODE_WRITTEN id=synthetic-000", timeout=30)
@@ -109,8 +125,9 @@ def test_file_size_limit_stops_the_episode_and_keeps_the_others(
     assert inspect_bag(bags / "small-000").state == "ok"
     big = inspect_bag(bags / "big-000")
     assert big.state == "interrupted" and "File too large" in big.detail
-    out = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--skip-bad", "--image-size", "48x64",
-                 *convert_flags)
+    out = qt_cli(
+        "convert", str(bags), "-o", str(tmp_path / "ds"), "--skip-bad", "--image-size", "48x64", *convert_flags
+    )
     assert out.returncode == 0, out.stderr
     assert [e["episode_id"] for e in Dataset(tmp_path / "ds").episodes] == ["after-000", "small-000"]  # sorted bags
 
@@ -120,7 +137,10 @@ def _can_mount() -> bool:
         return False
     probe = Path(f"/tmp/qt-mount-probe-{os.getpid()}")
     probe.mkdir(exist_ok=True)
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)], capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)], capture_output=True).returncode
+        == 0
+    )
     if ok:
         subprocess.run(["umount", str(probe)], check=True)
     probe.rmdir()
@@ -146,8 +166,7 @@ def test_full_disk_and_read_only_disk(tmp_path: Path, recorder, source, qt_cli, 
         refused = rec.wait_for_line(r"RECORDING_REFUSED id=ro-000 error=(.*)", timeout=30)
         assert "Read-only file system" in refused.group(1)
         assert rec.popen.poll() is None
-        out = qt_cli("convert", str(disk / "bags"), "-o", str(tmp_path / "ds"), "--image-size", "48x64",
-                     *convert_flags)
+        out = qt_cli("convert", str(disk / "bags"), "-o", str(tmp_path / "ds"), "--image-size", "48x64", *convert_flags)
         assert out.returncode == 0, out.stderr
         assert [e["episode_id"] for e in Dataset(tmp_path / "ds").episodes] == ["small-000"]
         rec.stop()

@@ -46,15 +46,19 @@ def test_recorded_episodes_convert_to_exactly_what_was_published(
 ) -> None:
     bags = tmp_path / "bags"
     rec = recorder(bags, "-p", "operator:=pytest", "-p", "control_rate_hz:=15.0")
-    manifest = source("--episodes", "3", "--steps", "12", "--rate", "15", "--size", "64x48",
-                      "--outcomes", "success,discard,failure")
+    manifest = source(
+        "--episodes", "3", "--steps", "12", "--rate", "15", "--size", "64x48", "--outcomes", "success,discard,failure"
+    )
     rec.wait_for_line("EPISODE_WRITTEN id=synthetic-002", timeout=30)
     assert "EPISODE_DISCARDED id=synthetic-001" in rec.output()
     assert sorted(p.name for p in bags.iterdir()) == ["synthetic-000", "synthetic-002"]  # discard deleted it
     status = inspect_bag(bags / "synthetic-000")
     assert status.state == "ok"
     assert {k: status.custom[k] for k in ("episode_id", "outcome", "operator", "control_rate_hz", "robot")} == {
-        "episode_id": "synthetic-000", "outcome": "success", "operator": "pytest", "control_rate_hz": "15",
+        "episode_id": "synthetic-000",
+        "outcome": "success",
+        "operator": "pytest",
+        "control_rate_hz": "15",
         "robot": "qt_sim_arm",
     }
     assert status.custom["instruction"] == manifest["episodes"][0]["instruction"]
@@ -63,8 +67,7 @@ def test_recorded_episodes_convert_to_exactly_what_was_published(
         counts = {c.topic.removeprefix(topic_prefix): c.msgcount for c in reader.connections}
     assert counts["/camera/image_raw"] == counts["/qt/action"] == counts["/joint_states"] == counts["/ee_pose"] == 12
     assert counts["/episode/events"] == 2 and counts["/instruction"] >= 1
-    out = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", "48x64", "-j", "2",
-                 *convert_flags)
+    out = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", "48x64", "-j", "2", *convert_flags)
     assert out.returncode == 0, out.stderr
     assert "converted 2 episode(s), 24 frames" in out.stdout and "success rate 50%" in out.stdout
     kept = [e for e in manifest["episodes"] if e["outcome"] != "discard"]
@@ -78,6 +81,7 @@ def test_services_drive_episodes_and_sigterm_finalises_the_open_one(
 ) -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+
     from qt_msgs.srv import EndEpisode, StartEpisode
 
     bags = tmp_path / "bags"
@@ -122,17 +126,17 @@ def test_services_drive_episodes_and_sigterm_finalises_the_open_one(
     done = inspect_bag(bags / first.episode_id)
     cut = inspect_bag(bags / second.episode_id)
     assert done.state == "ok" and done.custom["task_id"] == "wave/1" and done.custom["end_reason"] == "service"
-    assert cut.state == "unlabelled" and cut.custom["outcome"] == "interrupted" and cut.custom["end_reason"] == "shutdown"
+    assert (
+        cut.state == "unlabelled" and cut.custom["outcome"] == "interrupted" and cut.custom["end_reason"] == "shutdown"
+    )
     with AnyReader([bags / second.episode_id]) as reader:  # finalised: every frame readable
         counts = {c.topic: c.msgcount for c in reader.connections}
     assert counts[topic_prefix + "/camera/image_raw"] == 10 and counts[topic_prefix + "/qt/action"] == 10
     assert counts[topic_prefix + "/episode/events"] == 1  # the START the recorder wrote itself
-    refused_convert = qt_cli("convert", str(bags / second.episode_id), "-o", str(tmp_path / "ds"),
-                             *convert_flags)
+    refused_convert = qt_cli("convert", str(bags / second.episode_id), "-o", str(tmp_path / "ds"), *convert_flags)
     assert refused_convert.returncode == 1 and "episode without outcome" in refused_convert.stderr
     assert qt_cli("bags", "label", str(bags / second.episode_id), "--outcome", "failure").returncode == 0
-    converted = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", "48x64",
-                       *convert_flags)
+    converted = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", "48x64", *convert_flags)
     assert converted.returncode == 0, converted.stderr
     episodes = Dataset(tmp_path / "ds").episodes
     assert [(e["outcome"], e["length"]) for e in episodes] == [("success", 15), ("failure", 10)]

@@ -10,6 +10,7 @@ Carlo returns.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,11 @@ class Tap:
 
     def __init__(self, prefix: str):
         import rclpy
-        from qt_msgs.msg import ArmAction, EpisodeEvent
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
+
+        from qt_msgs.msg import ArmAction, EpisodeEvent
 
         self.rclpy = rclpy
         self.context = rclpy.Context()
@@ -42,7 +44,9 @@ class Tap:
         self.actions: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.events: list[tuple[int, int, int, str]] = []
         reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(
+            depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         self.subs = [
             self.node.create_subscription(Image, f"{prefix}/camera/image_raw", self._image, reliable),
             self.node.create_subscription(ArmAction, f"{prefix}/qt/action", self._action, reliable),
@@ -71,7 +75,7 @@ class Tap:
         while self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - the context was shut down under us
+            except Exception:
                 return
 
     def publishers_ready(self) -> bool:
@@ -89,18 +93,37 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
     rec = recorder(bags, "-p", "control_rate_hz:=10.0", "-p", "robot:=qt_sim_arm")
     tap = Tap(topic_prefix)
     try:
-        driver = python_child("qt_sim.driver_node", "--ros-args", "-r", f"__ns:={topic_prefix}",
-                              "-p", f"image_width:={WIDTH}", "-p", f"image_height:={HEIGHT}", "-p", "horizon:=30")
+        driver = python_child(
+            "qt_sim.driver_node",
+            "--ros-args",
+            "-r",
+            f"__ns:={topic_prefix}",
+            "-p",
+            f"image_width:={WIDTH}",
+            "-p",
+            f"image_height:={HEIGHT}",
+            "-p",
+            "horizon:=30",
+        )
         children.append(driver)
-        deadline = 60
-        import time
-
-        end = time.monotonic() + deadline
+        end = time.monotonic() + 60
         while not tap.publishers_ready() and time.monotonic() < end:
             time.sleep(0.1)
         assert tap.publishers_ready(), driver.output()
-        expert = python_child("qt_sim.expert_teleop", "--ros-args", "-r", f"__ns:={topic_prefix}",
-                              "-p", "num_episodes:=2", "-p", "tasks:=pick/red,push/blue/yellow")
+        # The expert starts its first episode after start_delay_s: time for the recorder and the
+        # tap to discover its action publisher (checked below from the recorder's log order).
+        expert = python_child(
+            "qt_sim.expert_teleop",
+            "--ros-args",
+            "-r",
+            f"__ns:={topic_prefix}",
+            "-p",
+            "num_episodes:=2",
+            "-p",
+            "tasks:=pick/red,push/blue/yellow",
+            "-p",
+            "start_delay_s:=3.0",
+        )
         children.append(expert)
         done = expert.wait_for_line(r"EXPERT_DONE episodes=2 successes=(\d+)", timeout=180)
         ends = [e for e in tap.events if e[1] == 2]
@@ -108,6 +131,9 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
             rec.wait_for_line(f"EPISODE_WRITTEN id={episode_id}", timeout=30)
     finally:
         tap.close()
+    log = rec.output()
+    matched = log.index(f"PUBLISHERS {topic_prefix}/qt/action matched=1")
+    assert matched < log.index("EPISODE_STARTED"), "the recorder matched the expert after the first START"
     starts = {e[3]: e[0] for e in tap.events if e[1] == 1}
     assert len(ends) == 2 and int(done.group(1)) == sum(1 for e in ends if e[2] == 1)
 
@@ -128,7 +154,8 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
         reward = np.zeros(len(sent), np.float32)
         reward[-1] = 1.0 if outcome == 1 else 0.0
         np.testing.assert_array_equal(ds.reward[frames], reward)
-        np.testing.assert_allclose(ds.return_to_go[frames], reward[-1] * ds.gamma ** np.arange(len(sent) - 1, -1, -1),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            ds.return_to_go[frames], reward[-1] * ds.gamma ** np.arange(len(sent) - 1, -1, -1), rtol=1e-6
+        )
         assert ds.episodes[index]["outcome"] == ("success" if outcome == 1 else "failure")
         assert ds.episodes[index]["robot"] == "qt_sim_arm" and ds.episodes[index]["control_rate_hz"] == 10.0

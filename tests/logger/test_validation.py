@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from helpers.episode_bags import T0, Msg, craft_episode, header, image_msg, write_bag
 from qt_common.dataset import Dataset
-from qt_data_logger import bag_format as bf
 from qt_data_logger.convert import BagError, ConvertError, ConvertOptions, convert, read_episode
+
+from qt_data_logger import bag_format as bf
 
 OPTIONS = ConvertOptions(image_shape=(24, 32, 3))
 
@@ -124,8 +125,11 @@ def test_outcome_label_disagrees_with_end_event(tmp_path: Path) -> None:
 
 def test_frozen_camera(tmp_path: Path) -> None:
     bag = _bad_bag(
-        tmp_path, "frozen",
-        lambda ms: [m for i, m in enumerate(ms) if not (m.topic == "/camera/image_raw" and m.log_ns > T0 + 250_000_000)],
+        tmp_path,
+        "frozen",
+        lambda ms: [
+            m for i, m in enumerate(ms) if not (m.topic == "/camera/image_raw" and m.log_ns > T0 + 250_000_000)
+        ],
     )
     err = _error(bag)
     assert (err.topic, err.field) == ("/camera/image_raw", "header.stamp") and "no camera frame within" in err.problem
@@ -169,8 +173,20 @@ def test_cli_skip_bad_reports_what_it_skipped(tmp_path: Path) -> None:
     _first(bad.messages, "/camera/image_raw", 0).msg = image_msg(T0, np.zeros((24, 32, 3), np.uint8), "rgb8")
     _first(bad.messages, "/camera/image_raw", 0).msg.encoding = "16UC1"
     write_bag(tmp_path / "bags" / "bad", bad.messages, bad.custom)
-    cmd = [sys.executable, "-m", "qt_common.cli", "convert", str(tmp_path / "bags"), "-o", str(tmp_path / "ds"),
-           "--image-size", "24x32", "-j", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qt_common.cli",
+        "convert",
+        str(tmp_path / "bags"),
+        "-o",
+        str(tmp_path / "ds"),
+        "--image-size",
+        "24x32",
+        "-j",
+        "1",
+        "--no-progress",
+    ]
     refused = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1
     assert "bags/bad: topic /camera/image_raw, field encoding" in refused.stderr and "16UC1" in refused.stderr

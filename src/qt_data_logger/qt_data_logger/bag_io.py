@@ -102,7 +102,7 @@ class BagIO:
                     continue
                 try:
                     writer.write(topic, log_time_ns, data)
-                except Exception as exc:  # noqa: BLE001 - any failure ends this episode, not the node
+                except Exception as exc:
                     self._fail(writer, exc)
             elif kind == "adopt":
                 self._failed.discard(command[1].episode_id)
@@ -118,7 +118,7 @@ class BagIO:
             return  # the failure was already reported
         try:
             writer.finalize(custom_data)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._fail(writer, exc)
             return
         self._results.put(

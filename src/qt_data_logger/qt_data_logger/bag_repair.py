@@ -172,8 +172,9 @@ def repair(bag_dir: Path, outcome: str = "") -> RepairResult:
     staging_root.mkdir(exist_ok=True)
     try:
         marker = bf.read_marker(bag_dir) or {}
-        writer = EpisodeBagWriter(staging_root / bag_dir.name, list(found.topics.values()),
-                                  str(marker.get("episode_id", bag_dir.name)))
+        writer = EpisodeBagWriter(
+            staging_root / bag_dir.name, list(found.topics.values()), str(marker.get("episode_id", bag_dir.name))
+        )
         writer.open()
         for topic, log_time, data in messages:
             writer.write(topic, log_time, data)

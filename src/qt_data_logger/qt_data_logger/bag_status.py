@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML, YAMLError
+import yaml
 
 from qt_data_logger import bag_format as bf
 
@@ -55,9 +55,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def load_metadata(path: Path) -> dict[str, Any]:
-    """The rosbag2_bagfile_information record of a bag's metadata.yaml."""
+    """The rosbag2_bagfile_information record of a bag's metadata.yaml (libyaml's C parser)."""
     text = (path / bf.METADATA_FILE).read_text()
-    data = YAML(typ="safe").load(text)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(data, dict) or "rosbag2_bagfile_information" not in data:
         raise ValueError("no 'rosbag2_bagfile_information' record")
     return data["rosbag2_bagfile_information"]
@@ -96,7 +96,7 @@ def inspect_bag(path: str | Path) -> BagStatus:
         custom = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
         count = int(meta.get("message_count", 0))
         duration = int(meta.get("duration", {}).get("nanoseconds", 0)) / 1e9
-    except (OSError, YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return BagStatus(path, "corrupt", f"metadata.yaml unreadable: {exc}", files=data_files)
     status = BagStatus(path, TRAINABLE, custom=custom, files=files, message_count=count, duration_s=duration)
     missing = [f.name for f in files if not f.exists()]
@@ -148,7 +148,8 @@ def find_bags(paths: list[str | Path]) -> list[Path]:
 def bag_digest(status: BagStatus) -> str:
     """Content digest of a bag: its data files plus its labels (custom_data).
 
-    Relabelling a bag (qt bags label) changes its digest, so it is converted again.
+    Relabelling a bag (qt bags label) changes its digest, so it is converted again. hashlib
+    releases the GIL on large buffers, so this runs well in a thread beside the decoding.
     """
     digest = hashlib.sha256()
     for file in status.files:

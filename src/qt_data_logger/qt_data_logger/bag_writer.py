@@ -16,6 +16,7 @@ So a bag is either finalised (metadata.yaml, no marker) or visibly unfinished (m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -122,14 +123,10 @@ class EpisodeBagWriter:
         self._open = False
         part, self._part = self._part, None
         if part is not None:
-            try:
+            with contextlib.suppress(Exception):  # the storage is already broken; the marker stays
                 part.abort()
-            except Exception:  # noqa: BLE001 - the storage is already broken; keep the marker
-                pass
-        try:
+        with contextlib.suppress(OSError):  # disk full: the original marker (no reason) still flags the bag
             write_marker(self.path, self.episode_id, time.time_ns(), error=error)
-        except OSError:
-            pass  # disk full: the original marker (without the reason) still flags the bag
 
     def discard(self) -> None:
         """Delete the episode entirely (operator pressed discard)."""
@@ -216,7 +213,10 @@ def merge_part_metadata(parts: list[dict[str, Any]], custom_data: dict[str, str]
             if name in topics:
                 topics[name]["message_count"] += entry["message_count"]
             else:
-                topics[name] = {"topic_metadata": dict(entry["topic_metadata"]), "message_count": entry["message_count"]}
+                topics[name] = {
+                    "topic_metadata": dict(entry["topic_metadata"]),
+                    "message_count": entry["message_count"],
+                }
     first = parts[0]
     return {
         "version": first["version"],

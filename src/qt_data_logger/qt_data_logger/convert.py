@@ -26,17 +26,18 @@ import os
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from qt_common.action_spec import ActionSpec
 from qt_common.dataset import DatasetError, DatasetWriter, Episode
+
 from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_status import BagStatus, bag_digest, find_bags, inspect_bag
-from qt_data_logger.images import ImageFieldError, compressed_to_rgb, image_to_rgb, resize_rgb
+from qt_data_logger.images import ImageFieldError, compressed_to_rgb, image_to_rgb, parse_image_cdr, resize_rgb
 
 PROPRIO_CHOICES = {"none": 0, "ee_pose": 7}
 # Values this far outside [low, high] (relative to the range) are float32 rounding, not errors.
@@ -90,7 +91,9 @@ def _stamp_ns(msg: Any) -> int:
 def _check_monotonic(bag: Path, topic: str, stamps: list[int], index: int, stamp: int) -> None:
     if stamps and stamp < stamps[-1]:
         raise BagError(
-            bag, topic, "header.stamp",
+            bag,
+            topic,
+            "header.stamp",
             f"non-monotonic stamps: message {index} has {stamp} ns, before the previous {stamps[-1]} ns",
         )
 
@@ -111,11 +114,15 @@ def _action_bins(bag: Path, topic: str, index: int, msg: Any, spec: ActionSpec) 
             j = int(bad[0])
             raise BagError(bag, topic, f"values[{j}]", f"message {index}: {values[j]} ({spec.names[j]}) is not finite")
         span = spec.high - spec.low
-        outside = np.flatnonzero((values < spec.low - RANGE_TOLERANCE * span) | (values > spec.high + RANGE_TOLERANCE * span))
+        outside = np.flatnonzero(
+            (values < spec.low - RANGE_TOLERANCE * span) | (values > spec.high + RANGE_TOLERANCE * span)
+        )
         if outside.size:
             j = int(outside[0])
             raise BagError(
-                bag, topic, f"values[{j}]",
+                bag,
+                topic,
+                f"values[{j}]",
                 f"message {index}: {values[j]:.6g} is outside [{spec.low[j]:g}, {spec.high[j]:g}] of {spec.names[j]}",
             )
         return spec.values_to_bins(values)
@@ -134,23 +141,34 @@ def _pair(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[str] = frozenset()) -> BagResult:
     """Validate one bag and turn it into an Episode (runs in a worker process)."""
-    from rosbags.highlevel import AnyReader
-
     status = inspect_bag(bag)
     _require_finalised(status)
-    digest = bag_digest(status)
-    if digest in known_digests:
-        return BagResult(str(bag), digest=digest, skipped="already converted")
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        digesting = hasher.submit(bag_digest, status)  # overlaps with the decoding below
+        if known_digests and digesting.result() in known_digests:
+            return BagResult(str(bag), digest=digesting.result(), skipped="already converted")
+        result = _read_validated(bag, options, status)
+        result.digest = result.episode.bag_digest = digesting.result()
+    return result
+
+
+def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> BagResult:
+    from rosbags.highlevel import AnyReader
+
     custom = status.custom
     if custom.get(bf.KEY_FORMAT, bf.BAG_FORMAT) != bf.BAG_FORMAT:
-        raise BagError(bag, "", "custom_data.qt_bag_format", f"{custom[bf.KEY_FORMAT]!r}, this converter reads {bf.BAG_FORMAT!r}")
+        raise BagError(
+            bag, "", "custom_data.qt_bag_format", f"{custom[bf.KEY_FORMAT]!r}, this converter reads {bf.BAG_FORMAT!r}"
+        )
     height, width = options.image_shape[:2]
     with AnyReader([bag]) as reader:
         topics = {c.topic: c for c in reader.connections}
         counts = {c.topic: c.msgcount for c in reader.connections}
         camera = _pick_camera(bag, options, topics, counts)
         if options.action_topic not in topics or not counts.get(options.action_topic):
-            raise BagError(bag, options.action_topic, "", f"missing topic (no messages); topics in bag: {sorted(topics)}")
+            raise BagError(
+                bag, options.action_topic, "", f"missing topic (no messages); topics in bag: {sorted(topics)}"
+            )
         wanted = [camera, options.action_topic, options.events_topic, options.instruction_topic]
         if options.proprio == "ee_pose":
             if not counts.get(options.ee_pose_topic):
@@ -170,17 +188,22 @@ def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[st
             topic = connection.topic
             index = seen[topic]
             seen[topic] += 1
-            msg = reader.deserialize(raw, connection.msgtype)
             if topic == camera:
-                stamp = _stamp_ns(msg)
-                _check_monotonic(bag, topic, image_stamps, index, stamp)
                 try:
-                    rgb = image_to_rgb(msg) if connection.msgtype.endswith("/Image") else compressed_to_rgb(msg)
+                    view = parse_image_cdr(raw) if connection.msgtype == "sensor_msgs/msg/Image" else None
+                    msg = view or reader.deserialize(raw, connection.msgtype)
+                    stamp = view.stamp_ns if view else _stamp_ns(msg)
+                    _check_monotonic(bag, topic, image_stamps, index, stamp)
+                    rgb = (
+                        compressed_to_rgb(msg) if connection.msgtype.endswith("CompressedImage") else image_to_rgb(msg)
+                    )
                 except ImageFieldError as exc:
                     raise BagError(bag, topic, exc.field, f"message {index}: {exc.problem}") from None
                 image_stamps.append(stamp)
                 images.append(resize_rgb(rgb, height, width))
-            elif topic == options.action_topic:
+                continue
+            msg = reader.deserialize(raw, connection.msgtype)
+            if topic == options.action_topic:
                 stamp = _stamp_ns(msg)
                 _check_monotonic(bag, topic, action_stamps, index, stamp)
                 bins.append(_action_bins(bag, topic, index, msg, options.spec))
@@ -210,7 +233,9 @@ def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[st
     if options.max_image_age_s > 0 and (age > options.max_image_age_s).any():
         i = int(np.argmax(age > options.max_image_age_s))
         raise BagError(
-            bag, camera, "header.stamp",
+            bag,
+            camera,
+            "header.stamp",
             f"action {first + i} has no camera frame within {options.max_image_age_s} s (newest is {age[i]:.3f} s old)",
         )
     proprio = None
@@ -228,7 +253,6 @@ def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[st
         episode_id=custom.get(bf.KEY_EPISODE_ID, "") or _event_field(events, bf.EVENT_START, "episode_id") or bag.name,
         task_id=custom.get(bf.KEY_TASK_ID, "") or _event_field(events, bf.EVENT_START, "task_id"),
         source_bag=str(bag.resolve()),
-        bag_digest=digest,
         extra={
             "robot": custom.get(bf.KEY_ROBOT, ""),
             "operator": custom.get(bf.KEY_OPERATOR, ""),
@@ -237,8 +261,13 @@ def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[st
             "actions_before_first_frame": first,
         },
     )
-    stats = {"frames_read": len(images), "actions": len(action_stamps), "steps": len(steps_at), "dropped_leading": first}
-    return BagResult(str(bag), episode=episode, digest=digest, stats=stats)
+    stats = {
+        "frames_read": len(images),
+        "actions": len(action_stamps),
+        "steps": len(steps_at),
+        "dropped_leading": first,
+    }
+    return BagResult(str(bag), episode=episode, stats=stats)
 
 
 def _require_finalised(status: BagStatus) -> None:
@@ -276,24 +305,32 @@ def _outcome(bag: Path, options: ConvertOptions, custom: dict[str, str], events:
     labelled = custom.get(bf.KEY_OUTCOME, "")
     if labelled and from_event and labelled != from_event and custom.get(bf.KEY_END_REASON) != "label":
         raise BagError(
-            bag, options.events_topic, "outcome",
+            bag,
+            options.events_topic,
+            "outcome",
             f"END event says {from_event!r} but custom_data.outcome says {labelled!r}",
         )
     outcome = labelled or from_event
     if outcome not in bf.TRAINABLE_OUTCOMES:
         raise BagError(
-            bag, options.events_topic, "outcome",
+            bag,
+            options.events_topic,
+            "outcome",
             f"episode without outcome (custom_data.outcome={labelled!r}, END events={len(ends)}); "
             "label it with `qt bags label` or leave it out",
         )
     return outcome
 
 
-def _instruction(bag: Path, options: ConvertOptions, custom: dict[str, str], events: list[Any], texts: list[str]) -> str:
+def _instruction(
+    bag: Path, options: ConvertOptions, custom: dict[str, str], events: list[Any], texts: list[str]
+) -> str:
     instruction = custom.get(bf.KEY_INSTRUCTION, "") or _event_field(events, bf.EVENT_START, "instruction")
     instruction = instruction or (texts[-1] if texts else "")
     if not instruction:
-        raise BagError(bag, options.instruction_topic, "instruction", "no instruction in custom_data, START event or topic")
+        raise BagError(
+            bag, options.instruction_topic, "instruction", "no instruction in custom_data, START event or topic"
+        )
     return instruction
 
 
@@ -305,7 +342,7 @@ def _worker(bag: str, options: ConvertOptions, known: frozenset[str]) -> BagResu
         return read_episode(Path(bag), options, known)
     except BagError as exc:
         return BagResult(bag, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - a broken file must name its bag, not kill the run
+    except Exception as exc:
         return BagResult(bag, error=f"{bag}: topic -, field -: unreadable bag ({type(exc).__name__}: {exc})")
 
 
@@ -334,16 +371,21 @@ def convert(
 ) -> ConvertReport:
     """Convert bags into the dataset at ``output`` (appending unless ``overwrite``).
 
-    Raises ConvertError (with the bag's BagError text) on the first bad bag unless ``skip_bad``; the dataset on disk is then
-    unchanged (DatasetWriter publishes atomically on commit only).
+    Raises ConvertError (with the bag's BagError text) on the first bad bag unless ``skip_bad``;
+    the dataset on disk is then unchanged (DatasetWriter publishes atomically on commit only).
     """
     options = options or ConvertOptions()
     started = time.perf_counter()
     paths = [str(p) for p in find_bags(list(bags))]
     report = ConvertReport()
     writer = DatasetWriter(
-        output, options.spec, options.image_shape, options.proprio_dim, gamma,
-        append=not overwrite, created_by="qt convert",
+        output,
+        options.spec,
+        options.image_shape,
+        options.proprio_dim,
+        gamma,
+        append=not overwrite,
+        created_by="qt convert",
     )
     try:
         known = frozenset(e.get("bag_digest", "") for e in writer.existing.episodes) if writer.existing else frozenset()
@@ -387,7 +429,9 @@ class ConvertError(ValueError):
     """The conversion stopped (a bad bag without --skip-bad, or nothing to convert); nothing was written."""
 
 
-def _run(paths: list[str], options: ConvertOptions, known: frozenset[str], jobs: int, progress: bool) -> list[BagResult]:
+def _run(
+    paths: list[str], options: ConvertOptions, known: frozenset[str], jobs: int, progress: bool
+) -> list[BagResult]:
     from tqdm import tqdm
 
     jobs = jobs or min(len(paths), os.cpu_count() or 1)
@@ -437,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, help="dataset directory (appended to if it exists)")
     parser.add_argument("--image-size", type=_image_size, default=None, help="N or HxW (default 96, or the dataset's)")
     parser.add_argument("--gamma", type=float, default=None, help="discount of the stored returns (default 0.98)")
-    parser.add_argument("--proprio", choices=sorted(PROPRIO_CHOICES), default=None, help="proprioception (default none)")
+    parser.add_argument(
+        "--proprio", choices=sorted(PROPRIO_CHOICES), default=None, help="proprioception (default none)"
+    )
     parser.add_argument("--jobs", "-j", type=int, default=0, help="worker processes (default: CPU count)")
     parser.add_argument("--skip-bad", action="store_true", help="skip invalid bags and report them instead of stopping")
     parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset instead of appending")
@@ -485,8 +531,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         report = convert(
-            args.bags, args.output, options, gamma=args.gamma, jobs=args.jobs,
-            skip_bad=args.skip_bad, overwrite=args.overwrite, progress=not args.no_progress,
+            args.bags,
+            args.output,
+            options,
+            gamma=args.gamma,
+            jobs=args.jobs,
+            skip_bad=args.skip_bad,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
     except (ConvertError, DatasetError) as exc:
         print(f"qt convert: error: {exc}", file=sys.stderr)
@@ -504,7 +556,9 @@ def format_report(report: ConvertReport) -> str:
     rate = report.frames / report.seconds if report.seconds else 0.0
     lines.append(
         f"converted {len(added)} episode(s), {report.frames} frames in {report.seconds:.1f} s ({rate:.0f} frames/s); "
-        f"success rate {successes / len(added):.0%}" if added else "converted 0 episodes"
+        f"success rate {successes / len(added):.0%}"
+        if added
+        else "converted 0 episodes"
     )
     for text, count in sorted(per_instruction.items()):
         lines.append(f"  {count:4d}  {text}")

@@ -12,7 +12,6 @@ import json
 import sys
 
 import numpy as np
-
 from qt_common.action_spec import ActionSpec
 from qt_common.contact_sheet import make_contact_sheet, save_png
 from qt_common.dataset import Dataset, DatasetError
@@ -29,8 +28,8 @@ def action_strip(bins: np.ndarray, spec: ActionSpec, width: int) -> np.ndarray:
     for d in range(rows):
         top = d * BAR_ROW_PX + 1
         bottom = top + BAR_ROW_PX - 2
-        centre = int(round(neutral[d] / last * (width - 1)))
-        x = int(round(int(bins[d]) / last * (width - 1)))
+        centre = round(neutral[d] / last * (width - 1))
+        x = round(int(bins[d]) / last * (width - 1))
         colour = (40, 160, 60) if x >= centre else (200, 50, 40)
         lo, hi = sorted((centre, x))
         strip[top:bottom, lo : hi + 1] = colour
@@ -61,7 +60,9 @@ def sheet_for_episode(
         half = (len(names) + 1) // 2
         captions.append(
             f"t={int(t)} r={float(dataset.reward[i]):g} G={float(dataset.return_to_go[i]):.2f}\n"
-            + " ".join(names[:half]) + "\n" + " ".join(names[half:])
+            + " ".join(names[:half])
+            + "\n"
+            + " ".join(names[half:])
         )
     text = dataset.instructions[record["instruction_index"]]
     title = (
@@ -80,7 +81,9 @@ def _info(args: argparse.Namespace) -> int:
         return 0
     print(f"dataset      {summary['path']}")
     print(f"schema       {summary['schema_version']}   digest {summary['digest']}")
-    print(f"episodes     {summary['episodes']}   frames {summary['frames']}   success rate {summary['success_rate']:.0%}")
+    print(
+        f"episodes     {summary['episodes']}   frames {summary['frames']}   success rate {summary['success_rate']:.0%}"
+    )
     print(f"image shape  {summary['image_shape']}   proprio dim {dataset.proprio.shape[1]}   gamma {summary['gamma']}")
     print(f"actions      {' '.join(summary['action_dims'])} ({dataset.action_spec.num_bins} bins)")
     print("instructions")
@@ -130,4 +133,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

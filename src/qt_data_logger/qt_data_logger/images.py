@@ -7,6 +7,8 @@ name rather than guessed.
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -24,6 +26,49 @@ class ImageFieldError(ValueError):
         super().__init__(problem)
         self.field = field
         self.problem = problem
+
+
+@dataclass
+class RawImage:
+    """The fields of a sensor_msgs/Image, with ``data`` a view into the serialised bytes."""
+
+    stamp_ns: int
+    height: int
+    width: int
+    encoding: str
+    step: int
+    data: np.ndarray
+
+
+def parse_image_cdr(raw: bytes) -> RawImage | None:
+    """Read a little-endian CDR sensor_msgs/Image without copying its pixels.
+
+    A full deserialisation copies the 921 kB of a 640x480 frame just to resize it; this
+    walks the fixed layout (header, height, width, encoding, is_bigendian, step, data) and
+    returns a view. Big-endian data returns None (the caller deserialises it normally).
+    """
+    if len(raw) < 4 or raw[1] != 1:
+        return None
+
+    def aligned(pos: int, size: int) -> int:
+        return pos + (-(pos - 4) % size)  # CDR alignment counts from after the 4-byte prefix
+
+    try:
+        sec, nanosec = struct.unpack_from("<iI", raw, 4)
+        (frame_len,) = struct.unpack_from("<I", raw, 12)
+        pos = aligned(16 + frame_len, 4)
+        height, width, enc_len = struct.unpack_from("<III", raw, pos)
+        pos += 12
+        encoding = bytes(raw[pos : pos + max(enc_len - 1, 0)]).decode()
+        pos = aligned(pos + enc_len + 1, 4)  # + is_bigendian (uint8)
+        step, size = struct.unpack_from("<II", raw, pos)
+        pos += 8
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ImageFieldError("data", f"malformed serialised Image ({exc})") from None
+    if pos + size > len(raw):
+        raise ImageFieldError("data", f"data length {size} runs past the message end")
+    data = np.frombuffer(raw, dtype=np.uint8, count=size, offset=pos)
+    return RawImage(sec * 1_000_000_000 + nanosec, height, width, encoding, step, data)
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
@@ -66,8 +111,11 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 
 
 def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize to (height, width) with area averaging (the right filter for shrinking)."""
+    """Resize to (height, width) with OpenCV's area filter.
+
+    The same call as the policy node's (qt_policy_node.images), so a model sees at run time
+    exactly the kind of pixels it was trained on.
+    """
     if image.shape[:2] == (height, width):
         return np.ascontiguousarray(image)
-    interpolation = cv2.INTER_AREA if image.shape[0] >= height else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)

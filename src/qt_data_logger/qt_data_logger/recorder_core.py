@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 from qt_data_logger import bag_format as bf
-from qt_data_logger.bag_io import BagIO, WriteResult
 from qt_data_logger.bag_format import TopicSpec
+from qt_data_logger.bag_io import BagIO, WriteResult
 from qt_data_logger.bag_writer import BagWriteError, EpisodeBagWriter
 
 
@@ -202,7 +202,9 @@ class EpisodeRecorder:
         elif event.event == bf.EVENT_END:
             episode = self._episode
             if episode is not None and event.episode_id and event.episode_id != episode.episode_id:
-                reply = Reply(False, event.episode_id, message=f"END for {event.episode_id!r} but {episode.episode_id!r} is open")
+                reply = Reply(
+                    False, event.episode_id, message=f"END for {event.episode_id!r} but {episode.episode_id!r} is open"
+                )
             else:
                 outcome = bf.EVENT_OUTCOME_NAMES.get(event.outcome, "")
                 reply = self.end_episode(outcome, event.stamp_ns, msg, reason="event")
@@ -231,8 +233,11 @@ class EpisodeRecorder:
             self._finish(self._episode)
         instruction = instruction or self._latest_instruction_text()
         if not instruction:
-            return Reply(False, message="instruction: expected a non-empty string (or publish it on "
-                         f"{self.instruction_topic} before starting)")
+            return Reply(
+                False,
+                message="instruction: expected a non-empty string (or publish it on "
+                f"{self.instruction_topic} before starting)",
+            )
         start = self.clock_ns() if stamp_ns is None else stamp_ns
         episode_id = episode_id or _new_episode_id()
         try:
@@ -254,7 +259,9 @@ class EpisodeRecorder:
         episode = _Episode(episode_id, instruction, task_id, seed, start, writer)
         self._episode = episode
         now = time.time_ns()
-        event = event_msg or Incoming(self.events_topic, self._event_bytes(bf.EVENT_START, 0, episode, start), now, start)
+        event = event_msg or Incoming(
+            self.events_topic, self._event_bytes(bf.EVENT_START, 0, episode, start), now, start
+        )
         self._write(episode, event)
         if self._latest_instruction is not None:
             self._write(episode, self._latest_instruction, log_time_ns=max(now, event.recv_ns))
@@ -273,7 +280,9 @@ class EpisodeRecorder:
         if episode is None or episode.end_stamp_ns is not None:
             return Reply(False, message="no episode is running")
         if outcome not in (bf.OUTCOME_SUCCESS, bf.OUTCOME_FAILURE, "discard"):
-            return Reply(False, episode.episode_id, message=f"outcome: expected success, failure or discard, got {outcome!r}")
+            return Reply(
+                False, episode.episode_id, message=f"outcome: expected success, failure or discard, got {outcome!r}"
+            )
         if outcome == "discard":
             self.io.discard(episode.writer)
             self._episode = None
@@ -281,7 +290,9 @@ class EpisodeRecorder:
             return Reply(True, episode.episode_id, episode.instruction, "discarded (bag deleted)")
         end = self.clock_ns() if stamp_ns is None else stamp_ns
         code = 1 if outcome == bf.OUTCOME_SUCCESS else 2
-        event = event_msg or Incoming(self.events_topic, self._event_bytes(bf.EVENT_END, code, episode, end), time.time_ns(), end)
+        event = event_msg or Incoming(
+            self.events_topic, self._event_bytes(bf.EVENT_END, code, episode, end), time.time_ns(), end
+        )
         self._write(episode, event)
         episode.end_stamp_ns = end
         episode.outcome = outcome
@@ -346,8 +357,8 @@ class EpisodeRecorder:
             if self._episode is not None and self._episode.episode_id == result.episode_id:
                 self._episode = None
             self.log.error(
-                f"RECORDING_FAILED id={result.episode_id} error={result.error}. Recording stopped; the partial "
-                f"bag {result.path} is marked unfinished (qt bags check/repair/quarantine); earlier episodes are intact."
+                f"RECORDING_FAILED id={result.episode_id} error={result.error}. Recording stopped; the partial bag "
+                f"{result.path} is marked unfinished (qt bags check/repair/quarantine); earlier episodes are intact."
             )
 
     def _bag_path(self, episode_id: str) -> Path:
@@ -382,4 +393,3 @@ class EpisodeRecorder:
             seed=episode.seed,
         )
         return bytes(self._store.serialize_cdr(event, "qt_msgs/msg/EpisodeEvent"))
-

@@ -65,6 +65,7 @@ class _Topic:
     subscription: Any = None
     incompatible: bool = False  # a publisher that cannot match the subscription was seen
     universal: bool = False  # resubscribed with the QoS every publisher matches
+    publishers: int = 0  # matched publishers at the last check
 
 
 class _Callback:
@@ -117,8 +118,9 @@ class RecorderNode(Node):
         for parameter, _, msgtype, depth in TOPIC_PARAMETERS:
             name = str(p(parameter))
             if name:
-                self.topics.append(_Topic(parameter, self.resolve_topic_name(name), msgtype, depth,
-                                          msgtype in bf.STAMPED_TYPES))
+                self.topics.append(
+                    _Topic(parameter, self.resolve_topic_name(name), msgtype, depth, msgtype in bf.STAMPED_TYPES)
+                )
         by_parameter = {t.parameter: t for t in self.topics}
         if "events_topic" not in by_parameter:
             raise ValueError("parameter 'events_topic': must name a topic (episodes are labelled by it)")
@@ -144,8 +146,7 @@ class RecorderNode(Node):
         self.create_timer(0.05, self.core.tick)
         for topic in self.topics:
             self._subscribe(topic, self._auto_qos(topic) if self.reliability == "auto" else self._fixed_qos(topic))
-        if self.reliability == "auto":
-            self.create_timer(0.2, self._heal)
+        self.create_timer(0.2, self._watch)
         self.get_logger().info(
             f"RECORDER_READY output_dir={config.output_dir} reliability={self.reliability} "
             f"topics={[t.name for t in self.topics]}"
@@ -158,8 +159,12 @@ class RecorderNode(Node):
 
     def _fixed_qos(self, topic: _Topic) -> QoSProfile:
         reliability = ReliabilityPolicy.RELIABLE if self.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=topic.depth, reliability=reliability,
-                          durability=DurabilityPolicy.VOLATILE)
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=topic.depth,
+            reliability=reliability,
+            durability=DurabilityPolicy.VOLATILE,
+        )
 
     def _auto_qos(self, topic: _Topic) -> QoSProfile:
         """QoS every publisher already present can match; with none yet, the contract's QoS.
@@ -180,16 +185,29 @@ class RecorderNode(Node):
             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
         )
 
-    def _heal(self) -> None:
-        """A publisher the subscription cannot match appeared (e.g. a best-effort camera driver):
-        resubscribe with best effort + volatile, which every publisher matches."""
+    def _watch(self) -> None:
+        """Log publishers (dis)connecting per topic; heal QoS mismatches in auto mode.
+
+        A publisher the subscription cannot match (e.g. a best-effort camera driver) makes the
+        topic resubscribe with best effort + volatile, which every publisher matches.
+        """
         for topic in self.topics:
+            count = topic.subscription.get_publisher_count()
+            if count != topic.publishers:
+                topic.publishers = count
+                self.get_logger().info(f"PUBLISHERS {topic.name} matched={count}")
             if topic.incompatible and not topic.universal:
                 self.destroy_subscription(topic.subscription)
                 topic.universal = True
-                self._subscribe(topic, QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=topic.depth,
-                                                  reliability=ReliabilityPolicy.BEST_EFFORT,
-                                                  durability=DurabilityPolicy.VOLATILE))
+                self._subscribe(
+                    topic,
+                    QoSProfile(
+                        history=HistoryPolicy.KEEP_LAST,
+                        depth=topic.depth,
+                        reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE,
+                    ),
+                )
 
     def _subscribe(self, topic: _Topic, qos: QoSProfile) -> None:
         from rclpy.event_handler import SubscriptionEventCallbacks
@@ -250,7 +268,7 @@ class RecorderNode(Node):
     def _on_event(self, incoming: Incoming) -> None:
         try:
             msg = deserialize_message(incoming.data, self._types["qt_msgs/msg/EpisodeEvent"])
-        except Exception as exc:  # noqa: BLE001 - a malformed event must not stop the recorder
+        except Exception as exc:
             self.get_logger().error(f"{incoming.topic}: cannot deserialise EpisodeEvent ({exc}); ignored")
             return
         event = EventInfo(

@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import numpy as np
-
 from qt_common.action_spec import ActionSpec
 
 MATCH_TIMEOUT_S = 30.0
@@ -54,7 +53,7 @@ def encode_frame(frame: np.ndarray, encoding: str) -> tuple[bytes, int]:
     elif encoding == "bgr8":
         data = frame[..., ::-1]
     elif encoding == "rgba8":
-        data = np.concatenate([frame, np.full(frame.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        data = np.concatenate([frame, np.full((*frame.shape[:2], 1), 255, np.uint8)], axis=2)
     elif encoding == "mono8":
         data = frame[..., 0]
     else:
@@ -194,9 +193,10 @@ def run_actions(source: _Source) -> int:
 def run_episodes(source: _Source) -> int:
     """Whole labelled episodes: instruction, START, per step frame/action/state, END."""
     from geometry_msgs.msg import PoseStamped
-    from qt_msgs.msg import ArmAction, EpisodeEvent
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
+
+    from qt_msgs.msg import ArmAction, EpisodeEvent
 
     args = source.args
     spec = ActionSpec.default()
@@ -217,15 +217,23 @@ def run_episodes(source: _Source) -> int:
         instruction = args.instruction if args.episodes == 1 else f"{args.instruction} #{k % 2}"
         episode_id = f"{args.id_prefix}{k:03d}"
         instruction_pub.publish(String(data=instruction))
-        start = EpisodeEvent(event=EpisodeEvent.EVENT_START, episode_id=episode_id, instruction=instruction,
-                             task_id="synthetic", seed=k)
+        start = EpisodeEvent(
+            event=EpisodeEvent.EVENT_START, episode_id=episode_id, instruction=instruction, task_id="synthetic", seed=k
+        )
         source.stamp(start.header, source.now_ns())
         if not args.no_events:
             events.publish(start)
         values = synthetic_actions(args.steps, args.seed + k, spec)
-        record: dict[str, Any] = {"episode_id": episode_id, "instruction": instruction, "outcome": outcome,
-                                  "frame_index": [], "frame_stamps": [], "action_stamps": [],
-                                  "action_values": values.tolist(), "ee_pose": []}
+        record: dict[str, Any] = {
+            "episode_id": episode_id,
+            "instruction": instruction,
+            "outcome": outcome,
+            "frame_index": [],
+            "frame_stamps": [],
+            "action_stamps": [],
+            "action_values": values.tolist(),
+            "ee_pose": [],
+        }
         for i in _paced(args.rate, args.steps, None):
             ns = source.now_ns()
             data, step = encode_frame(synthetic_frame(frame_index, width, height), args.encoding)
@@ -253,10 +261,19 @@ def run_episodes(source: _Source) -> int:
             _stream_until_killed(source, camera, width, height, args, frame_index)
             return 0
         source.wait_acked()
-        code = {"success": EpisodeEvent.OUTCOME_SUCCESS, "failure": EpisodeEvent.OUTCOME_FAILURE,
-                "discard": EpisodeEvent.OUTCOME_DISCARD}[outcome]
-        end = EpisodeEvent(event=EpisodeEvent.EVENT_END, outcome=code, episode_id=episode_id,
-                           instruction=instruction, task_id="synthetic", seed=k)
+        code = {
+            "success": EpisodeEvent.OUTCOME_SUCCESS,
+            "failure": EpisodeEvent.OUTCOME_FAILURE,
+            "discard": EpisodeEvent.OUTCOME_DISCARD,
+        }[outcome]
+        end = EpisodeEvent(
+            event=EpisodeEvent.EVENT_END,
+            outcome=code,
+            episode_id=episode_id,
+            instruction=instruction,
+            task_id="synthetic",
+            seed=k,
+        )
         source.stamp(end.header, source.now_ns())
         if not args.no_events:
             events.publish(end)

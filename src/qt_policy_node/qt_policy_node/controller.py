@@ -33,6 +33,8 @@ class TickResult:
     """Everything the node publishes about one tick (command, status fields)."""
 
     command: Command
+    # Views of the decoder's output buffers (valid until the next decode; the node publishes
+    # them within the same tick).
     bins: np.ndarray | None  # chosen bins of the decision in force (None: no decode yet)
     q_values: np.ndarray | None
     inference_latency_ms: float  # of the decode run on this tick, 0 if none ran
@@ -118,5 +120,6 @@ class PolicyController:
             self._action = self._bins = self._q = None
             return 0.0
         self.decodes += 1
+        self.last_error = ""  # recovered: /diagnostics stops reporting the old failure
         self._action, self._bins, self._q = result.action, result.bins, result.q_values
         return float(result.latency_ms)

@@ -78,7 +78,8 @@ class PolicyDecoder:
 
     ``expected_action_spec_digest`` / ``expected_image_size`` (height, width) are what the
     node is configured for; None skips that check. ``allow_cpu_fallback`` turns the
-    provider mismatch error into a logged error plus ``fallback = True``.
+    provider mismatch error into a logged error plus ``fallback = True``. One instance is not
+    thread-safe (``decode`` reuses its buffers): call it from one thread or callback group.
     """
 
     def __init__(

@@ -84,7 +84,9 @@ def make_recorder() -> Component:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="qt run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="qt run", description="Run the policy node (optionally with the simulated arm and the recorder) in one "
+        "process, with the same nodes and parameter YAML as run.launch.py.")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"policy directory (policy.onnx + policy.json); default {default_model_path()}")
     parser.add_argument("--params-file", type=Path, default=None,

@@ -70,6 +70,7 @@ class Trainer:
         use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
         self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
         if use_cuda:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = False
         if config.num_threads > 0:
