@@ -188,6 +188,19 @@ class PolicyProbe:
         msg.data = pixels.tobytes()
         return msg
 
+    def publish_compressed(self, image_format: str = "png") -> None:
+        """A compressed frame of the configured size (OpenCV encodes BGR)."""
+        import cv2
+
+        raw = self.frame()
+        pixels = np.frombuffer(raw.data, np.uint8).reshape(self.height, self.width, 3)
+        ok, encoded = cv2.imencode(f".{image_format}", pixels[..., ::-1])
+        assert ok, image_format
+        msg = CompressedImage(header=raw.header, format=image_format)
+        msg.data = encoded.tobytes()
+        self.compressed_pub.publish(msg)
+        self.frames_sent += 1
+
     def publish_frame(self, **kwargs: Any) -> None:
         self.image_pub.publish(self.frame(**kwargs))
         self.frames_sent += 1

@@ -158,3 +158,19 @@ def test_missing_default_model_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("QT_ROBOT_ROOT", str(tmp_path))
     assert resolve_model_path("") == tmp_path / "models" / "default" == default_model_path()
     assert resolve_model_path("~/m") == Path.home() / "m"
+
+
+def test_qt_run_passes_the_launch_arguments_as_global_ros_arguments(tmp_path):
+    from qt_policy_node.run import parse_args, ros_arguments
+
+    args = parse_args(["--namespace", "/robot1/", "--use-sim-time"])
+    assert ros_arguments(args, tmp_path / "p.yaml") == [
+        "--ros-args", "--params-file", str(tmp_path / "p.yaml"), "-p", "use_sim_time:=true", "-r", "__ns:=/robot1",
+    ]
+
+
+def test_qt_run_names_a_missing_component_package():
+    from qt_policy_node.run import _import
+
+    with pytest.raises(SystemExit, match=r"cannot start the qt_nowhere node \(qt_nowhere.node.Thing"):
+        _import("qt_nowhere.node", "Thing", "qt_nowhere")

@@ -43,3 +43,21 @@ def test_contact_sheet_command_writes_one_row_per_task(tmp_path):
     assert image.std() > 20
     with pytest.raises(SystemExit):
         main(["--tasks", "pick/orange", "--out", str(tmp_path / "x.png")])
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("qt_sim.driver_node", ["-p", "tasks:=pick/orange"], "sim_driver: simulation failed to start: task_id"),
+        ("qt_sim.expert_teleop", ["-p", "noise_std:=-1.0"], "expert_teleop: noise_std: expected"),
+        ("qt_sim.keyboard_teleop", [], "keyboard_teleop: stdin is not a terminal"),
+    ],
+)
+def test_nodes_refuse_bad_setup_with_a_clear_message(module, args, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", module, "--ros-args", *args], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr

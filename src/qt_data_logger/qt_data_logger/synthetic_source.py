@@ -100,11 +100,12 @@ class _Source:
         print("MATCHED", flush=True)
         return True
 
-    def wait_acked(self, timeout_s: float = 20.0) -> bool:
+    def wait_acked(self, publishers: list[Any] | None = None, timeout_s: float = 20.0) -> bool:
+        """Until every reliable sample of these publishers (default: all) is acknowledged."""
         from rclpy.duration import Duration
 
         ok = True
-        for pub in self.publishers:
+        for pub in self.publishers if publishers is None else publishers:
             ok &= bool(pub.wait_for_all_acked(Duration(seconds=timeout_s)))
         return ok
 
@@ -260,7 +261,7 @@ def run_episodes(source: _Source) -> int:
             print(f"OPEN episode={episode_id}", flush=True)
             _stream_until_killed(source, camera, width, height, args, frame_index)
             return 0
-        source.wait_acked()
+        source.wait_acked([camera, action, joints, pose])  # every step delivered before END
         code = {
             "success": EpisodeEvent.OUTCOME_SUCCESS,
             "failure": EpisodeEvent.OUTCOME_FAILURE,
@@ -277,9 +278,9 @@ def run_episodes(source: _Source) -> int:
         source.stamp(end.header, source.now_ns())
         if not args.no_events:
             events.publish(end)
-        source.wait_acked()
         print(f"EPISODE_PUBLISHED id={episode_id} steps={args.steps} outcome={outcome}", flush=True)
         manifest["episodes"].append(record)
+    source.wait_acked()
     print("MANIFEST " + json.dumps(manifest), flush=True)
     return 0
 

@@ -46,10 +46,18 @@ class TickResult:
 class PolicyController:
     """Holds the newest observation and the decision made on it."""
 
-    def __init__(self, decoder: Decoder, safety: SafetyLayer, embedder: InstructionEmbedder) -> None:
+    def __init__(
+        self, decoder: Decoder, safety: SafetyLayer, embedder: InstructionEmbedder, proprio_dim: int = 0
+    ) -> None:
         self.decoder = decoder
         self.safety = safety
         self.embedder = embedder
+        # Proprioception, for models that take it: writers fill this buffer, then call
+        # proprio_updated (the control path never allocates a new vector).
+        self.proprio = np.zeros(proprio_dim, dtype=np.float32) if proprio_dim else None
+        self._proprio_stamp_s: float | None = None
+        self._proprio_seq = 0
+        self._decoded_proprio_seq = -1
         self._image: np.ndarray | None = None
         self._image_owner: object = None  # keeps the message alive while _image views its buffer
         self._image_stamp_s = 0.0
@@ -71,18 +79,25 @@ class PolicyController:
         self._image_stamp_s = stamp_s
         self._image_seq += 1
 
+    def proprio_updated(self, stamp_s: float) -> None:
+        """The proprio buffer now holds the state measured at ``stamp_s``."""
+        self._proprio_stamp_s = stamp_s
+        self._proprio_seq += 1
+
     def forget_observation(self) -> None:
         """On deactivate/cleanup: a frame from before must not drive the next activation."""
         self._image = None
         self._image_owner = None
         self._image_stamp_s = 0.0
+        self._proprio_stamp_s = None
         self._action = self._bins = self._q = None
         self._decoded_seq = -1
         self._decoded_instruction = None
 
     def tick(self, now_s: float, heartbeat_age_s: float | None) -> TickResult:
         image_age_s = None if self._image is None else max(0.0, now_s - self._image_stamp_s)
-        holds = self.safety.hold_conditions(image_age_s, self.embedder.state, heartbeat_age_s)
+        proprio_age_s = None if self._proprio_stamp_s is None else max(0.0, now_s - self._proprio_stamp_s)
+        holds = self.safety.hold_conditions(image_age_s, self.embedder.state, heartbeat_age_s, proprio_age_s)
         latency_ms = 0.0
         decoded = False
         if not holds and self._needs_decode():
@@ -104,6 +119,7 @@ class PolicyController:
             self._action is None
             or self._decoded_seq != self._image_seq
             or self._decoded_instruction != self.embedder.text
+            or (self.proprio is not None and self._decoded_proprio_seq != self._proprio_seq)
         )
 
     def _decode(self) -> float:
@@ -111,9 +127,10 @@ class PolicyController:
         assert self._image is not None and self.embedder.state == INSTRUCTION_OK
         self._decoded_seq = self._image_seq
         self._decoded_instruction = self.embedder.text
+        self._decoded_proprio_seq = self._proprio_seq
         self._decision_stamp_s = self._image_stamp_s
         try:
-            result = self.decoder.decode(self._image, self.embedder.embedding, copy=False)
+            result = self.decoder.decode(self._image, self.embedder.embedding, self.proprio, copy=False)
         except Exception as exc:  # a model failure must stop the arm, not the node
             self.decode_errors += 1
             self.last_error = f"decode failed: {exc}"

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from qt_common.action_spec import ActionSpec
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -44,8 +45,9 @@ from std_srvs.srv import Trigger
 
 from qt_msgs.msg import ArmAction, PolicyStatus
 from qt_policy_node import params as P
-from qt_policy_node import providers
+from qt_policy_node import proprio, providers
 from qt_policy_node.controller import PolicyController, TickResult
+from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.images import BadImage, ImageConverter
 from qt_policy_node.instructions import Encoder, InstructionEmbedder
 from qt_policy_node.safety import MODEL_FAULT, SafetyConfig, SafetyLayer
@@ -220,8 +222,6 @@ class PolicyNode(LifecycleNode):
     # ---- configure -----------------------------------------------------------------------------
 
     def _configure(self) -> None:
-        from qt_policy_node.decoder import PolicyDecoder
-
         model_dir = P.resolve_model_path(str(self.param("model_path")))
         if not (model_dir / "policy.json").is_file() or not (model_dir / "policy.onnx").is_file():
             raise ConfigurationError(
@@ -231,8 +231,6 @@ class PolicyNode(LifecycleNode):
         spec = load_action_spec(str(self.param("action_spec_file")))
         height, width = int(self.param("image_height")), int(self.param("image_width"))
         requested = providers.normalize(list(self.param("execution_providers")))
-        import onnxruntime
-
         usable = providers.usable(requested, onnxruntime.get_available_providers())
         decoder = PolicyDecoder(
             model_dir,
@@ -243,11 +241,7 @@ class PolicyNode(LifecycleNode):
             allow_cpu_fallback=True,  # judged below against the full preference list
         )
         warning = providers.judge(requested, decoder.provider)
-        if decoder.proprio_dim > 0:
-            raise ConfigurationError(
-                f"policy.json field 'proprio_dim' is {decoder.proprio_dim}: this node feeds image + instruction "
-                "only; export a model trained without proprioception"
-            )
+        proprio.check_dim(decoder.proprio_dim)
         rate = float(self.param("control_rate_hz")) or float(decoder.card["control_rate_hz"])
         if not 0 < rate <= 1000:
             raise ConfigurationError(f"control_rate_hz: expected (0, 1000], got {rate}")
@@ -263,6 +257,8 @@ class PolicyNode(LifecycleNode):
                 image_timeout_s=float(self.param("image_timeout_s")),
                 heartbeat_timeout_s=float(self.param("heartbeat_timeout_s")),
                 require_heartbeat=bool(self.param("require_heartbeat")),
+                proprio_timeout_s=float(self.param("proprio_timeout_s")),
+                require_proprio=decoder.proprio_dim > 0,
                 slew_limit=tuple(float(v) for v in self.param("slew_limit")),
             ),
         )
@@ -273,13 +269,14 @@ class PolicyNode(LifecycleNode):
         embedder = InstructionEmbedder(text.get("embeddings", {}), int(text["dim"]), encoder)
         self.converter = ImageConverter(height, width, bool(self.param("resize_images")))
         self.decoder, self.spec, self.provider, self.provider_warning = decoder, spec, decoder.provider, warning
-        self.controller = PolicyController(decoder, safety, embedder)
+        self.controller = PolicyController(decoder, safety, embedder, decoder.proprio_dim)
         self._period_s = 1.0 / rate
         self._throttle_s = float(self.param("log_throttle_s"))
         self._prepare_messages(spec)
         self._create_entities()
         log = self.get_logger()
-        log.info(f"model {decoder.card['model_id']} from {model_dir} ({decoder.card['algorithm']})")
+        log.info(f"model {decoder.card['model_id']} from {model_dir} ({decoder.card['algorithm']}); proprio: "
+                 f"{proprio.LAYOUTS.get(decoder.proprio_dim, 'none')}")
         log.info(f"execution provider: {decoder.provider} (requested {requested})")
         if warning:
             log.warning(warning)
@@ -321,6 +318,9 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(Header, self.param("heartbeat_topic"), guard(self._on_heartbeat), _reliable(10),
                                      **group),
         ]
+        if self.controller is not None and self.controller.proprio is not None:
+            subs.append(self.create_subscription(PoseStamped, self.param("proprio_topic"), guard(self._on_pose),
+                                                 _reliable(10), **group))
         if self.param("compressed_camera_topic"):
             subs.append(self.create_subscription(CompressedImage, self.param("compressed_camera_topic"),
                                                  guard(self._on_compressed), qos_profile_sensor_data, **group))
@@ -387,6 +387,14 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning("e-stop asserted: stopping; latched until qt/reset_estop is called")
             if self._control_timer is not None:
                 self._on_tick()  # stop now, not at the next tick
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        assert self.controller is not None and self.controller.proprio is not None
+        if not proprio.pose_into(msg, self.controller.proprio):
+            self.get_logger().warning("rejected ee pose: position/orientation not finite",
+                                      throttle_duration_sec=self._throttle_s)
+            return
+        self.controller.proprio_updated(_stamp_s(msg.header.stamp) or self._now_s())
 
     def _on_heartbeat(self, msg: Header) -> None:
         self._heartbeat_rx_s = self._now_s()

@@ -39,6 +39,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "instruction_topic": ("instruction", "std_msgs/String, transient local"),
     "estop_topic": ("estop", "std_msgs/Bool; true latches until the reset service is called"),
     "heartbeat_topic": ("heartbeat", "std_msgs/Header from the operator station"),
+    "proprio_topic": ("ee_pose", "geometry_msgs/PoseStamped, subscribed only for models with proprio_dim 7"),
     "action_topic": ("qt/action", "qt_msgs/ArmAction output (source POLICY)"),
     "twist_topic": ("servo_node/delta_twist_cmds", "geometry_msgs/TwistStamped output for MoveIt Servo"),
     "gripper_topic": ("gripper/command", "std_msgs/Float64 gripper output"),
@@ -48,6 +49,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "image_timeout_s": (0.5, "hold still when the newest image is older than this (by its header stamp)"),
     "require_heartbeat": (False, "hold still unless a heartbeat arrived within heartbeat_timeout_s"),
     "heartbeat_timeout_s": (1.0, "maximum age of the last heartbeat (by arrival time)"),
+    "proprio_timeout_s": (0.5, "models with proprio: hold still when the newest pose is older (by its stamp)"),
     "slew_limit": (
         [0.01, 0.01, 0.01, 0.075, 0.0],
         "maximum change per control step of each action dimension, physical units; 0: unlimited",

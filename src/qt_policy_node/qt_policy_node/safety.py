@@ -7,7 +7,8 @@ Rules, evaluated once per control tick:
 
 * **hold conditions** forbid motion altogether: a latched e-stop, no camera image newer than
   ``image_timeout_s``, no usable instruction, no heartbeat newer than ``heartbeat_timeout_s``
-  (when required), or a model output that is not finite. Entering a hold publishes the stop
+  (when required), no proprioception newer than ``proprio_timeout_s`` (for models that take
+  it), or a model output that is not finite. Entering a hold publishes the stop
   command **once**; while the hold lasts nothing more is published (a controller that keeps
   receiving "zero" would mask a dead policy), and motion resumes only when every condition
   has cleared. The e-stop latches: only :meth:`SafetyLayer.reset_estop` clears it, and only
@@ -33,11 +34,12 @@ STALE_IMAGE = "stale_image"
 NO_INSTRUCTION = "no_instruction"
 UNKNOWN_INSTRUCTION = "unknown_instruction"
 NO_HEARTBEAT = "no_heartbeat"
+STALE_PROPRIO = "stale_proprio"
 MODEL_FAULT = "model_fault"
 CLIP = "clip"
 SLEW = "slew"
 
-HOLD_RULES = (ESTOP, STALE_IMAGE, NO_INSTRUCTION, UNKNOWN_INSTRUCTION, NO_HEARTBEAT, MODEL_FAULT)
+HOLD_RULES = (ESTOP, STALE_IMAGE, NO_INSTRUCTION, UNKNOWN_INSTRUCTION, NO_HEARTBEAT, STALE_PROPRIO, MODEL_FAULT)
 ALL_RULES = (*HOLD_RULES, CLIP, SLEW)
 
 CLIP_TOLERANCE = 1e-6  # relative to the widest dimension's range
@@ -55,6 +57,8 @@ class SafetyConfig:
     image_timeout_s: float = 0.5
     heartbeat_timeout_s: float = 1.0
     require_heartbeat: bool = False
+    proprio_timeout_s: float = 0.5
+    require_proprio: bool = False  # set when the model takes proprioception
     # Maximum change per control step and dimension, in the spec's physical units; 0 = no limit.
     slew_limit: tuple[float, ...] = ()
 
@@ -64,6 +68,8 @@ class SafetyConfig:
             raise ValueError(f"image_timeout_s: expected > 0, got {self.image_timeout_s}")
         if not self.heartbeat_timeout_s > 0:
             raise ValueError(f"heartbeat_timeout_s: expected > 0, got {self.heartbeat_timeout_s}")
+        if not self.proprio_timeout_s > 0:
+            raise ValueError(f"proprio_timeout_s: expected > 0, got {self.proprio_timeout_s}")
         if self.slew_limit and len(self.slew_limit) != spec.num_dims:
             raise ValueError(
                 f"slew_limit: expected {spec.num_dims} values ({' '.join(spec.names)}) or none, "
@@ -137,7 +143,11 @@ class SafetyLayer:
     # ---- per tick ------------------------------------------------------------------------
 
     def hold_conditions(
-        self, image_age_s: float | None, instruction_state: str, heartbeat_age_s: float | None
+        self,
+        image_age_s: float | None,
+        instruction_state: str,
+        heartbeat_age_s: float | None,
+        proprio_age_s: float | None = None,
     ) -> list[str]:
         """Rules that forbid motion now. Checked before decoding, so a hold costs no inference."""
         holds: list[str] = []
@@ -153,6 +163,8 @@ class SafetyLayer:
             heartbeat_age_s is None or heartbeat_age_s > self.config.heartbeat_timeout_s
         ):
             holds.append(NO_HEARTBEAT)
+        if self.config.require_proprio and (proprio_age_s is None or proprio_age_s > self.config.proprio_timeout_s):
+            holds.append(STALE_PROPRIO)
         return holds
 
     def command(self, holds: list[str], action: np.ndarray | None) -> Command:

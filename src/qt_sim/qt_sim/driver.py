@@ -84,7 +84,7 @@ class EpisodeReply:
 class TickOutput:
     image: np.ndarray
     state: SceneState
-    proprio: np.ndarray
+    proprio: np.ndarray  # the env's observation vector (qt_sim.proprio), for in-process consumers
     executed: np.ndarray  # physical values applied this tick (zeros when nothing ran)
     stepped: bool
     events: list[EpisodeEvent] = field(default_factory=list)

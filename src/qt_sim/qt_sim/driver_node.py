@@ -30,7 +30,7 @@ from qt_msgs.msg import ArmAction
 from qt_msgs.msg import EpisodeEvent as EpisodeEventMsg
 from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.commands import CommandRejected
-from qt_sim.driver import DriverConfig, EpisodeEvent, SimDriver, TickOutput
+from qt_sim.driver import DriverConfig, EpisodeEvent, EpisodeReply, SimDriver, TickOutput
 from qt_sim.ros_common import reliable
 from qt_sim.tasks import TASK_IDS
 from qt_sim.world import CUBE_COLOURS, TARGET_COLOURS
@@ -117,7 +117,7 @@ class SimDriverNode(Node):
         self._thread.start()
         self._ready.wait(timeout=60.0)
         if self._startup_error is not None or self._driver is None:
-            raise RuntimeError(f"sim_driver: simulation failed to start: {self._startup_error}")
+            raise RuntimeError(f"simulation failed to start: {self._startup_error}")
 
         self.create_subscription(ArmAction, p["action_topic"], self._on_action, reliable(10))
         self.create_subscription(TwistStamped, p["twist_topic"], self._on_twist, reliable(10))
@@ -170,19 +170,23 @@ class SimDriverNode(Node):
         response.accepted, response.episode_id, response.message = reply.accepted, reply.episode_id, reply.message
         return response
 
-    def _in_sim_thread(self, job: Callable[[], Any]) -> Any:
+    def _in_sim_thread(self, job: Callable[[], EpisodeReply]) -> EpisodeReply:
+        """Run ``job`` on the simulation thread; any failure becomes a refusal, never a crash."""
         result: list[Any] = []
         done = threading.Event()
         self._jobs.put((job, result, done))
-        if not done.wait(JOB_TIMEOUT_S) or not result:
-            raise RuntimeError("sim_driver: the simulation thread did not answer")
+        if not self._thread.is_alive() or not done.wait(JOB_TIMEOUT_S) or not result:
+            message = "the simulation thread is not running" if not self._thread.is_alive() else "no answer in time"
+            self.get_logger().error(f"episode request failed: {message}")
+            return EpisodeReply(False, message=message)
         if isinstance(result[0], BaseException):
-            raise result[0]
+            self.get_logger().error(f"episode request failed: {result[0]!r}")
+            return EpisodeReply(False, message=f"simulation error: {result[0]}")
         return result[0]
 
     # ---- simulation thread ----------------------------------------------------------------
 
-    def _start(self, task_id: str, seed: int, instruction: str) -> Any:
+    def _start(self, task_id: str, seed: int, instruction: str) -> EpisodeReply:
         reply = self._driver.start_episode(task_id, seed, instruction)
         if reply.accepted:
             self._publish_event(reply.event)
@@ -191,7 +195,7 @@ class SimDriverNode(Node):
             self.get_logger().warning(f"start refused: {reply.message}")
         return reply
 
-    def _end(self, outcome: str) -> Any:
+    def _end(self, outcome: str) -> EpisodeReply:
         reply = self._driver.end_episode(outcome)
         if reply.accepted:
             self._publish_event(reply.event)
@@ -300,6 +304,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ValueError, RuntimeError) as exc:  # bad parameters or no simulation: say so, no traceback
+        print(f"sim_driver: {exc}", file=sys.stderr)
+        return 2
     finally:
         if node is not None:
             node.shutdown()

@@ -201,6 +201,9 @@ def main(args: list[str] | None = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ValueError as exc:  # bad parameters: say which, no traceback
+        print(f"expert_teleop: {exc}", file=sys.stderr)
+        return 2
     finally:
         if node is not None:
             node.destroy_node()

@@ -94,7 +94,7 @@ def raw_terminal(stream=None) -> Iterator[int]:
     stream = stream or sys.stdin
     fd = stream.fileno()
     if not os.isatty(fd):
-        raise NotATerminal("keyboard teleop: stdin is not a terminal; run it in a real terminal (not piped)")
+        raise NotATerminal("stdin is not a terminal; run it in a real terminal (not piped)")
     saved = termios.tcgetattr(fd)
     try:
         tty.setraw(fd)

@@ -161,8 +161,8 @@ def main(args: list[str] | None = None) -> int:
             node = KeyboardTeleopNode(fd)
             while rclpy.ok() and not node.quit:
                 rclpy.spin_once(node, timeout_sec=0.05)
-    except NotATerminal as exc:
-        print(exc, file=sys.stderr)
+    except (NotATerminal, ValueError) as exc:  # no terminal or bad parameters: say so, no traceback
+        print(f"keyboard_teleop: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

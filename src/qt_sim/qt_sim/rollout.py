@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,6 @@ def run_episode(
     task_id: str,
     seed: int,
     keep_frames: bool = False,
-    on_step: Callable[[dict, np.ndarray], None] | None = None,
 ) -> EpisodeResult:
     """One episode of ``task_id`` with layout seed ``seed`` (the expert's knobs use it too)."""
     obs, info = env.reset(seed=seed, options={"task_id": task_id})
@@ -36,8 +35,6 @@ def run_episode(
     terminated = truncated = False
     while not (terminated or truncated):
         action = expert.act(WorldView.from_scene(env.scene_state()))
-        if on_step is not None:
-            on_step(obs, action)
         obs, _, terminated, truncated, info = env.step(action)
         if keep_frames:
             frames.append(obs["image"])

@@ -17,7 +17,6 @@ TARGET_COLOURS = ("yellow", "purple")
 # Order of the poses in the driver's /sim/object_poses (geometry_msgs/PoseArray).
 OBJECT_ORDER = tuple(f"cube_{c}" for c in CUBE_COLOURS) + tuple(f"target_{t}" for t in TARGET_COLOURS)
 CUBE_HALF = 0.02  # m, half edge of every cube
-TARGET_RADIUS = 0.05  # m, radius of the flat target discs
 
 
 @dataclass
