@@ -22,7 +22,8 @@ def nan_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 @pytest.fixture(scope="session")
 def sim_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model whose card caches the simulator's wordings of SIM_TASK (no text encoder needed)."""
+    """A tiny model for the simulator: its card caches the wordings of SIM_TASK (no text encoder
+    needed), and it takes the end-effector pose as proprioception (qt convert --proprio ee_pose)."""
     tasks = pytest.importorskip("qt_sim.tasks")
     return export_tiny_policy(tmp_path_factory.mktemp("policy") / "sim", image_size=TINY_IMAGE_SIZE,
-                              instructions=tasks.instructions(SIM_TASK, "train"))
+                              instructions=tasks.instructions(SIM_TASK, "train"), proprio_dim=7)

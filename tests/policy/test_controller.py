@@ -19,7 +19,8 @@ def controller_for(model_dir, **safety) -> PolicyController:
     decoder = PolicyDecoder(model_dir, expected_action_spec_digest=SPEC.digest(), expected_image_size=IMAGE_SIZE)
     card = decoder.card["text_encoder"]
     embedder = InstructionEmbedder(card["embeddings"], int(card["dim"]))
-    return PolicyController(decoder, SafetyLayer(SPEC, SafetyConfig(**safety)), embedder)
+    config = SafetyConfig(require_proprio=decoder.proprio_dim > 0, **safety)
+    return PolicyController(decoder, SafetyLayer(SPEC, config), embedder, decoder.proprio_dim)
 
 
 def image(seed: int) -> np.ndarray:
@@ -91,3 +92,41 @@ def test_forget_observation_needs_a_fresh_image(tiny_model):
     controller.tick(1.0, None)
     controller.forget_observation()
     assert controller.tick(1.01, None).command.interventions == [STALE_IMAGE]
+
+
+def test_proprio_model_waits_for_a_pose_and_decodes_on_each_new_one(tmp_path):
+    from helpers.tiny_policy import export_tiny_policy
+    from qt_policy_node.proprio import EE_POSE_DIM, pose_into
+    from qt_policy_node.safety import STALE_PROPRIO
+
+    model = export_tiny_policy(tmp_path / "proprio", image_size=IMAGE_SIZE, proprio_dim=EE_POSE_DIM)
+    controller = controller_for(model, proprio_timeout_s=0.5)
+    controller.embedder.set(INSTRUCTION)
+    controller.set_image(image(0), stamp_s=1.0)
+    held = controller.tick(1.0, None)
+    assert held.command.interventions == [STALE_PROPRIO] and not held.decoded
+
+    from geometry_msgs.msg import PoseStamped
+
+    pose = PoseStamped()
+    pose.pose.position.x, pose.pose.position.z, pose.pose.orientation.w = 0.4, 0.2, 1.0
+    assert pose_into(pose, controller.proprio)
+    np.testing.assert_array_equal(controller.proprio, np.float32([0.4, 0, 0.2, 0, 0, 0, 1]))
+    controller.proprio_updated(1.0)
+    assert controller.tick(1.05, None).decoded
+    assert not controller.tick(1.1, None).decoded  # nothing new
+    controller.proprio_updated(1.1)
+    assert controller.tick(1.15, None).decoded  # a new pose is a new observation
+    controller.set_image(image(1), stamp_s=1.65)
+    assert controller.tick(1.7, None).command.interventions == [STALE_PROPRIO]
+    pose.pose.position.y = float("nan")
+    assert not pose_into(pose, controller.proprio) and np.isfinite(controller.proprio).all()
+
+
+def test_unknown_proprio_layout_is_refused():
+    from qt_policy_node.proprio import check_dim
+
+    check_dim(0)
+    check_dim(7)
+    with pytest.raises(ValueError, match=r"policy.json field 'proprio_dim' is 6"):
+        check_dim(6)

@@ -16,13 +16,14 @@ from qt_policy_node.safety import (
     NO_INSTRUCTION,
     SLEW,
     STALE_IMAGE,
+    STALE_PROPRIO,
     UNKNOWN_INSTRUCTION,
     SafetyConfig,
     SafetyLayer,
 )
 
 SPEC = ActionSpec.default()  # dx dy dz dyaw gripper
-FRESH = {"image_age_s": 0.01, "instruction_state": INSTRUCTION_OK, "heartbeat_age_s": 0.01}
+FRESH = {"image_age_s": 0.01, "instruction_state": INSTRUCTION_OK, "heartbeat_age_s": 0.01, "proprio_age_s": 0.01}
 
 
 def layer(**config) -> SafetyLayer:
@@ -83,10 +84,13 @@ def test_slew_rate_limit_ramps_each_dimension():
         ({"instruction_state": INSTRUCTION_UNKNOWN}, UNKNOWN_INSTRUCTION),
         ({"heartbeat_age_s": None}, NO_HEARTBEAT),
         ({"heartbeat_age_s": 2.0}, NO_HEARTBEAT),
+        ({"proprio_age_s": None}, STALE_PROPRIO),
+        ({"proprio_age_s": 0.6}, STALE_PROPRIO),
     ],
 )
 def test_hold_publishes_stop_once_then_nothing_until_cleared(inputs, rule):
-    safety = layer(image_timeout_s=0.5, require_heartbeat=True, heartbeat_timeout_s=1.0)
+    safety = layer(image_timeout_s=0.5, require_heartbeat=True, heartbeat_timeout_s=1.0, require_proprio=True,
+                   proprio_timeout_s=0.5)
     assert step(safety, [0.01, 0.01, 0.01, 0.1, 1.0])[0]
     published, values, interventions = step(safety, [0.01, 0.01, 0.01, 0.1, 1.0], **inputs)
     assert published and interventions == [rule]
@@ -108,9 +112,9 @@ def test_first_hold_after_activation_publishes_the_stop():
     assert not step(safety, None, image_age_s=None)[0]
 
 
-def test_heartbeat_is_ignored_unless_required():
-    safety = layer(require_heartbeat=False)
-    published, _, interventions = step(safety, [0.0] * 5, heartbeat_age_s=None)
+def test_heartbeat_and_proprio_are_ignored_unless_required():
+    safety = layer(require_heartbeat=False, require_proprio=False)
+    published, _, interventions = step(safety, [0.0] * 5, heartbeat_age_s=None, proprio_age_s=None)
     assert published and interventions == []
 
 
@@ -179,6 +183,7 @@ def test_slew_after_a_hold_restarts_from_stop():
         ({"slew_limit": (0.1, 0.1, 0.1, -0.1, 0.0)}, "slew_limit"),
         ({"image_timeout_s": 0.0}, "image_timeout_s"),
         ({"heartbeat_timeout_s": -1.0}, "heartbeat_timeout_s"),
+        ({"proprio_timeout_s": 0.0}, "proprio_timeout_s"),
     ],
 )
 def test_bad_config_names_the_field(config, field):

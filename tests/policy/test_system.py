@@ -84,6 +84,7 @@ def test_sim_driver_and_policy_node_processes(sim_model, children, tmp_path):
         still = np.array([p for t, p in poses if t >= stopped + 0.5])
         assert len(still) >= 5 and np.ptp(still, axis=0).max() < 1e-3, "the arm must hold still after the e-stop"
     assert "rejected command" not in sim.output()
+    assert "proprio: ee_pose" in policy.output()  # the sim model takes /ee_pose as proprioception
 
 
 def test_qt_run_comes_up_and_goes_down_on_sigint(tiny_model, children, tmp_path):
