@@ -138,7 +138,12 @@ def craft_episode(
         msgs.append(Msg("/camera/image_raw", "sensor_msgs/msg/Image", ns + 10, image_msg(ns, frames[i], encoding)))
         msgs.append(Msg("/ee_pose", "geometry_msgs/msg/PoseStamped", ns + 20, pose_msg(ns, (0.01 * i, 0.0, 0.5))))
         msgs.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns + 30, action_msg(ns + 1_000_000, values[i])))
-    end_ns = T0 + steps * PERIOD
+    # The outcome observation: the frame after the last action (a simulator publishes it right
+    # before END). It is not a dataset step.
+    final_ns = T0 + steps * PERIOD
+    final = synthetic_frame(100 * seed + steps, width, height)
+    msgs.append(Msg("/camera/image_raw", "sensor_msgs/msg/Image", final_ns + 10, image_msg(final_ns, final, encoding)))
+    end_ns = final_ns + 2_000_000
     if code:
         msgs.append(
             Msg(

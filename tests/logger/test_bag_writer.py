@@ -101,3 +101,20 @@ def test_refuses_to_overwrite_an_existing_bag(tmp_path: Path) -> None:
     (tmp_path / "ep").mkdir()
     with pytest.raises(OSError, match="cannot create bag"):
         EpisodeBagWriter(tmp_path / "ep", _specs(), "ep").open()
+
+
+def test_files_decode_with_the_independent_mcap_reader(tmp_path: Path) -> None:
+    """Not only rosbags: the mcap + mcap-ros2-support reader decodes the recorder's files too."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    writer = EpisodeBagWriter(tmp_path / "ep", _specs(), "ep", fsync=False)
+    writer.open()
+    for i in range(5):
+        writer.write("/a", 10 + i, _string(f"hello {i}"))
+    writer.finalize({"outcome": "failure"})
+    (part,) = (tmp_path / "ep").glob("*.mcap")
+    with part.open("rb") as handle:
+        reader = make_reader(handle, decoder_factories=[DecoderFactory()])
+        decoded = [(ch.topic, msg.log_time, ros.data) for _, ch, msg, ros in reader.iter_decoded_messages()]
+    assert decoded == [("/a", 10 + i, f"hello {i}") for i in range(5)]

@@ -55,7 +55,7 @@ def test_each_action_takes_the_newest_frame_at_or_before_it(tmp_path: Path) -> N
         ns = T0 + i * PERIOD // 3
         msgs.append(Msg("/camera/image_raw", "sensor_msgs/msg/Image", ns, image_msg(ns, frame)))
     action_stamps = [T0 - 20_000_000, T0 - 10_000_000] + [T0 + k * PERIOD + 40_000_000 for k in range(10)]
-    action_stamps.append(T0 + 30 * PERIOD // 3)  # exactly a frame's stamp: that frame
+    action_stamps.append(T0 + 30 * PERIOD // 3)  # exactly the final frame's stamp
     values = np.zeros((len(action_stamps), 5), np.float32)
     for k, ns in enumerate(action_stamps):
         msgs.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns, action_msg(ns, values[k])))
@@ -64,11 +64,14 @@ def test_each_action_takes_the_newest_frame_at_or_before_it(tmp_path: Path) -> N
     bag = write_bag(tmp_path / "align", msgs, episode.custom)
     result = read_episode(bag, _options((16, 12)))
     # 40 ms after control tick k = 3k frames of 33.3 ms: the newest frame at or before is 3k + 1.
-    expected = [3 * k + 1 for k in range(10)] + [30]
+    # The action on frame 30, the final frame (the outcome observation), is not a step.
+    expected = [3 * k + 1 for k in range(10)]
     np.testing.assert_array_equal(result.episode.images, np.stack([frames[i] for i in expected]))
-    assert result.stats["dropped_leading"] == 2
+    assert result.stats["dropped_leading"] == 2 and result.stats["dropped_on_final_frame"] == 1
     assert result.episode.extra["actions_before_first_frame"] == 2
-    assert result.episode.length == 11
+    assert result.episode.extra["actions_on_final_frame"] == 1
+    np.testing.assert_array_equal(result.episode.bins, np.full((10, 5), 128))  # zero action = neutral bin
+    assert result.episode.length == 10
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8"])

@@ -45,11 +45,13 @@ def test_recorded_episodes_convert_to_exactly_what_was_published(
     tmp_path: Path, recorder, source, qt_cli, topic_prefix, convert_flags
 ) -> None:
     bags = tmp_path / "bags"
-    rec = recorder(bags, "-p", "operator:=pytest", "-p", "control_rate_hz:=15.0")
+    # split_size_mb 0.05: each episode is split into several MCAP files inside its one bag directory
+    rec = recorder(bags, "-p", "operator:=pytest", "-p", "control_rate_hz:=15.0", "-p", "split_size_mb:=0.05")
     manifest = source(
         "--episodes", "3", "--steps", "12", "--rate", "15", "--size", "64x48", "--outcomes", "success,discard,failure"
     )
-    rec.wait_for_line("EPISODE_WRITTEN id=synthetic-002", timeout=30)
+    written = rec.wait_for_line(r"EPISODE_WRITTEN id=synthetic-002 .* parts=(\d+)", timeout=30)
+    assert int(written.group(1)) >= 2 and len(list((bags / "synthetic-002").glob("*.mcap"))) == int(written.group(1))
     assert "EPISODE_DISCARDED id=synthetic-001" in rec.output()
     assert sorted(p.name for p in bags.iterdir()) == ["synthetic-000", "synthetic-002"]  # discard deleted it
     status = inspect_bag(bags / "synthetic-000")
@@ -65,7 +67,8 @@ def test_recorded_episodes_convert_to_exactly_what_was_published(
     assert status.custom["dropped_messages"] == "0" and status.custom["sequence_gaps"] == "0"
     with AnyReader([bags / "synthetic-000"]) as reader:
         counts = {c.topic.removeprefix(topic_prefix): c.msgcount for c in reader.connections}
-    assert counts["/camera/image_raw"] == counts["/qt/action"] == counts["/joint_states"] == counts["/ee_pose"] == 12
+    assert counts["/qt/action"] == counts["/joint_states"] == counts["/ee_pose"] == 12
+    assert counts["/camera/image_raw"] == 13  # + the outcome frame after the last action
     assert counts["/episode/events"] == 2 and counts["/instruction"] >= 1
     out = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", "48x64", "-j", "2", *convert_flags)
     assert out.returncode == 0, out.stderr
@@ -131,7 +134,7 @@ def test_services_drive_episodes_and_sigterm_finalises_the_open_one(
     )
     with AnyReader([bags / second.episode_id]) as reader:  # finalised: every frame readable
         counts = {c.topic: c.msgcount for c in reader.connections}
-    assert counts[topic_prefix + "/camera/image_raw"] == 10 and counts[topic_prefix + "/qt/action"] == 10
+    assert counts[topic_prefix + "/camera/image_raw"] == 11 and counts[topic_prefix + "/qt/action"] == 10
     assert counts[topic_prefix + "/episode/events"] == 1  # the START the recorder wrote itself
     refused_convert = qt_cli("convert", str(bags / second.episode_id), "-o", str(tmp_path / "ds"), *convert_flags)
     assert refused_convert.returncode == 1 and "episode without outcome" in refused_convert.stderr
@@ -152,4 +155,4 @@ def test_best_effort_camera_driver_is_matched_and_recorded(tmp_path: Path, recor
     assert "resubscribing with best effort" in rec.output()
     with AnyReader([bags / "synthetic-000"]) as reader:
         counts = {c.topic.removeprefix(topic_prefix): c.msgcount for c in reader.connections}
-    assert counts["/camera/image_raw"] == 15 and counts["/qt/action"] == 15
+    assert counts["/camera/image_raw"] == 16 and counts["/qt/action"] == 15

@@ -126,6 +126,9 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
         )
         children.append(expert)
         done = expert.wait_for_line(r"EXPERT_DONE episodes=2 successes=(\d+)", timeout=180)
+        end = time.monotonic() + 30
+        while len([e for e in tap.events if e[1] == 2]) < 2 and time.monotonic() < end:
+            time.sleep(0.05)  # the tap is another subscriber: its END may come after the expert's
         ends = [e for e in tap.events if e[1] == 2]
         for _, _, _, episode_id in ends:
             rec.wait_for_line(f"EPISODE_WRITTEN id={episode_id}", timeout=30)
@@ -145,8 +148,10 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
     for end_stamp, _, outcome, episode_id in ends:
         index = by_id[episode_id]
         frames = ds.episode_frames(index)
-        sent = [a for a in tap.actions if starts[episode_id] <= a[0] <= end_stamp]
-        assert len(sent) == frames.stop - frames.start > 5
+        final_frame = max(t for t in tap.images if starts[episode_id] <= t <= end_stamp)
+        # Steps: the actions from START up to the outcome frame (an action on it never ran).
+        sent = [a for a in tap.actions if starts[episode_id] <= a[0] < final_frame]
+        assert len(sent) == frames.stop - frames.start > 5, rec.output()[-4000:]
         np.testing.assert_array_equal(ds.images[frames], np.stack([tap.images[stamp] for stamp, _, _ in sent]))
         values = np.stack([v for _, v, _ in sent]).astype(np.float64)
         np.testing.assert_array_equal(ds.bins[frames], SPEC.values_to_bins(values))

@@ -4,9 +4,12 @@ Alignment rule (the control clock): **one dataset step per commanded action**. T
 on the action topic are the control ticks; each is paired with the newest camera frame whose
 header stamp is at or before the action's header stamp (for a policy the action carries the
 stamp of the image it was computed from, so it gets exactly that frame; for teleop it gets
-the last frame the operator could have seen). Actions before the first frame are dropped
-(counted); a frame older than ``--max-image-age`` is an error, because a frozen camera
-would silently teach the policy the wrong observation. Proprioception, when requested, uses
+the last frame the operator could have seen). The episode's last camera frame is the outcome
+it ended on (the sim publishes it right before END): an action paired with it was never
+executed and is not a step, so reward 1 always sits on the action that led to success.
+Actions before the first frame and on the final frame are dropped (counted); a frame older
+than ``--max-image-age`` is an error, because a frozen camera would silently teach the
+policy the wrong observation. Proprioception, when requested, uses
 the same rule on its topic.
 
 Labels: reward 1 on the last step of a successful episode, 0 elsewhere; the Monte Carlo
@@ -228,8 +231,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
     if not keep.any():
         raise BagError(bag, camera, "header.stamp", "no action has a camera frame stamped at or before it")
     first = int(np.argmax(keep))  # actions before the first frame can only be leading ones
-    steps_at, frame_of = steps_at[first:], frame_of[first:]
-    age = (steps_at - np.asarray(image_stamps, dtype=np.int64)[frame_of]) / 1e9
+    age = (steps_at[first:] - np.asarray(image_stamps, dtype=np.int64)[frame_of[first:]]) / 1e9
     if options.max_image_age_s > 0 and (age > options.max_image_age_s).any():
         i = int(np.argmax(age > options.max_image_age_s))
         raise BagError(
@@ -238,6 +240,12 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
             "header.stamp",
             f"action {first + i} has no camera frame within {options.max_image_age_s} s (newest is {age[i]:.3f} s old)",
         )
+    # The last frame is the outcome the episode ended on: an action decided on it never ran.
+    last = int(np.searchsorted(frame_of, len(images) - 1, side="left"))
+    if last <= first:
+        raise BagError(bag, camera, "header.stamp", "no action before the episode's final camera frame")
+    on_final = len(frame_of) - last
+    steps_at, frame_of = steps_at[first:last], frame_of[first:last]
     proprio = None
     if options.proprio == "ee_pose":
         pose_of = _pair(np.asarray(pose_stamps, dtype=np.int64), steps_at)
@@ -246,7 +254,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
         proprio = np.asarray(poses, dtype=np.float32)[pose_of]
     episode = Episode(
         images=np.stack([images[i] for i in frame_of]),
-        bins=np.stack(bins[first:]).astype(np.uint16),
+        bins=np.stack(bins[first:last]).astype(np.uint16),
         instruction=instruction,
         outcome=outcome,
         proprio=proprio,
@@ -259,6 +267,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
             "control_rate_hz": float(custom.get(bf.KEY_CONTROL_RATE, "0") or 0),
             "camera_frames": len(images),
             "actions_before_first_frame": first,
+            "actions_on_final_frame": on_final,
         },
     )
     stats = {
@@ -266,6 +275,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
         "actions": len(action_stamps),
         "steps": len(steps_at),
         "dropped_leading": first,
+        "dropped_on_final_frame": on_final,
     }
     return BagResult(str(bag), episode=episode, stats=stats)
 
@@ -335,6 +345,13 @@ def _instruction(
 
 
 # ---- running many bags ----------------------------------------------------------------------
+
+
+def _init_worker() -> None:
+    """One OpenCV thread per worker process: the processes are the parallelism."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _worker(bag: str, options: ConvertOptions, known: frozenset[str]) -> BagResult:
@@ -435,22 +452,23 @@ def _run(
     from tqdm import tqdm
 
     jobs = jobs or min(len(paths), os.cpu_count() or 1)
-    bar = tqdm(total=len(paths), unit="bag", desc="convert", disable=not progress, file=sys.stderr)
     results: dict[int, BagResult] = {}
-    try:
-        if jobs <= 1 or len(paths) <= 1:
+    if jobs <= 1 or len(paths) <= 1:
+        with tqdm(total=len(paths), unit="bag", desc="convert", disable=not progress, file=sys.stderr) as bar:
             for i, path in enumerate(paths):
                 results[i] = _worker(path, options, known)
                 bar.update(1)
-        else:
-            context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                pending = {pool.submit(_worker, path, options, known): i for i, path in enumerate(paths)}
-                for future in futures.as_completed(pending):
-                    results[pending[future]] = future.result()
-                    bar.update(1)
-    finally:
-        bar.close()
+        return [results[i] for i in range(len(paths))]
+    # fork: workers start in milliseconds with numpy/OpenCV/rosbags already imported (spawn
+    # costs about a second each). The pool is created before the progress bar's thread.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker) as pool:
+        pending = {pool.submit(_worker, path, options, known): i for i, path in enumerate(paths)}
+        with tqdm(total=len(paths), unit="bag", desc="convert", disable=not progress, file=sys.stderr) as bar:
+            for future in futures.as_completed(pending):
+                results[pending[future]] = future.result()
+                bar.update(1)
     return [results[i] for i in range(len(paths))]
 
 
@@ -558,7 +576,7 @@ def format_report(report: ConvertReport) -> str:
         f"converted {len(added)} episode(s), {report.frames} frames in {report.seconds:.1f} s ({rate:.0f} frames/s); "
         f"success rate {successes / len(added):.0%}"
         if added
-        else "converted 0 episodes"
+        else "nothing new converted"
     )
     for text, count in sorted(per_instruction.items()):
         lines.append(f"  {count:4d}  {text}")

@@ -133,6 +133,8 @@ class EpisodeRecorder:
         self.last_error = ""
         self.finished: list[WriteResult] = []
         self._episode: _Episode | None = None
+        self._closed: _Episode | None = None  # the last finalised episode, to report late messages
+        self.late_messages = 0
         self._ring: deque[Incoming] = deque()
         self._latest_instruction: Incoming | None = None
         self._store = bf.episode_typestore()
@@ -160,6 +162,12 @@ class EpisodeRecorder:
         episode = self._episode
         if episode is not None and self._in_window(episode, msg):
             self._write(episode, msg)
+        elif self._closed is not None and msg.stamp_ns is not None and self._in_window(self._closed, msg):
+            self.late_messages += 1
+            self.log.warning(
+                f"LATE_MESSAGE {msg.topic} stamped inside episode {self._closed.episode_id} arrived after it was "
+                f"finalised (end_grace_s={self.config.end_grace_s:g}); not recorded - raise end_grace_s"
+            )
 
     def _remember(self, msg: Incoming) -> None:
         if msg.topic == self.instruction_topic:
@@ -324,6 +332,7 @@ class EpisodeRecorder:
 
     def _finish(self, episode: _Episode) -> None:
         self._episode = None
+        self._closed = episode
         custom = {
             bf.KEY_FORMAT: bf.BAG_FORMAT,
             bf.KEY_EPISODE_ID: episode.episode_id,

@@ -255,6 +255,13 @@ def run_episodes(source: _Source) -> int:
             record["ee_pose"].append([0.01 * i, 0.02 * k, 0.5, 0.0, 0.0, 0.0, 1.0])
             frame_index += 1
             source.rclpy.spin_once(source.node, timeout_sec=0)
+        if not args.leave_open:
+            # The outcome observation after the last action, as a simulator publishes it right
+            # before END; the converter does not make it a step.
+            data, step = encode_frame(synthetic_frame(frame_index, width, height), args.encoding)
+            camera.publish(_image(source, data, step, width, height, args.encoding, source.now_ns()))
+            record["final_frame_index"] = frame_index
+            frame_index += 1
         if args.leave_open and k == args.episodes - 1:
             manifest["episodes"].append(record)
             print("MANIFEST " + json.dumps(manifest), flush=True)

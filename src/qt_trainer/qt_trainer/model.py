@@ -75,19 +75,38 @@ class FiLMConvEncoder(nn.Module):
 
 
 class TokenLearner(nn.Module):
-    """K spatial attention maps over the feature grid, each pooling the features into a token."""
+    """K spatial attention maps over the feature grid, each pooling the features into a token.
 
-    def __init__(self, channels: int, num_tokens: int, d_model: int):
+    Every token also carries the attention-weighted mean of the cell coordinates (x, y in
+    [-1, 1]). Conv features are translation-equivariant and softmax pooling alone would discard
+    *where* something is, which a reaching policy needs (without them the policy learned the
+    motion pattern of a grasp but not where the cube was).
+    """
+
+    def __init__(self, channels: int, num_tokens: int, d_model: int, grid_hw: tuple[int, int]):
         super().__init__()
         self.attend = nn.Conv2d(channels, num_tokens, 1)
-        self.proj = nn.Linear(channels, d_model)
+        self.proj = nn.Linear(channels + 2, d_model)
+        h, w = grid_hw
+        xs, ys = torch.linspace(-1.0, 1.0, w), torch.linspace(-1.0, 1.0, h)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=0)  # [2, h, w]: x then y
+        self.register_buffer("coords", grid.reshape(1, 2, h * w), persistent=False)
 
     def forward(self, features: Tensor) -> Tensor:
         b, c = features.shape[0], features.shape[1]
         flat = features.reshape(b, c, -1)  # [B, C, N]
         weights = self.attend(features).reshape(b, -1, flat.shape[-1]).softmax(dim=-1)  # [B, K, N]
-        tokens = torch.matmul(weights, flat.transpose(1, 2))  # [B, K, C]
+        flat = torch.cat([flat, self.coords.expand(b, -1, -1)], dim=1)  # [B, C + 2, N]
+        tokens = torch.matmul(weights, flat.transpose(1, 2))  # [B, K, C + 2]
         return self.proj(tokens)
+
+
+def feature_grid(cfg: ModelConfig) -> tuple[int, int]:
+    """Height and width of the encoder's last feature map (3x3 convs, stride 2, padding 1)."""
+    h, w = cfg.image_height, cfg.image_width
+    for _ in cfg.conv_channels:
+        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    return h, w
 
 
 class Attention(nn.Module):
@@ -140,7 +159,7 @@ class QTransformer(nn.Module):
         self.cfg = cfg
         d, dm, nb = cfg.num_dims, cfg.d_model, cfg.num_bins
         self.encoder = FiLMConvEncoder(cfg)
-        self.token_learner = TokenLearner(self.encoder.out_channels, cfg.num_obs_tokens, dm)
+        self.token_learner = TokenLearner(self.encoder.out_channels, cfg.num_obs_tokens, dm, feature_grid(cfg))
         self.text_proj = nn.Linear(cfg.embed_dim, dm)
         self.proprio_proj = nn.Linear(cfg.proprio_dim, dm) if cfg.proprio_dim > 0 else None
         self.num_prefix = 1 + cfg.num_obs_tokens + (1 if cfg.proprio_dim > 0 else 0)
