@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from helpers.processes import ChildProcess  # noqa: E402
 from helpers.ros_isolation import isolate_ros_environment  # noqa: E402
+from qt_data_logger.bag_status import load_metadata  # noqa: E402
 
 CAMERA_TOPIC = "/camera/image_raw"
 ACTION_TOPIC = "/qt/action"
@@ -49,9 +50,16 @@ def _call(node: object, client: object, request: object, timeout: float = 30.0) 
     return future.result()
 
 
-def _published(child: ChildProcess) -> int:
-    match = child.wait_for_line(r"PUBLISHED topic=\S+ count=(\d+) .*acked=(\w+)", timeout=5)
-    return int(match.group(1))
+def _published(child: ChildProcess) -> tuple[int, dict[str, object]]:
+    """(count, publisher diagnostics): whether every sample was acked and how late it ran."""
+    match = child.wait_for_line(
+        r"PUBLISHED topic=\S+ count=(\d+) .*acked=(\w+) max_late_s=([\d.]+) stalls=(\d+)", timeout=5
+    )
+    return int(match.group(1)), {
+        "acked": match.group(2) == "True",
+        "max_late_s": float(match.group(3)),
+        "stalls": int(match.group(4)),
+    }
 
 
 def count_bag(bag: Path, prefix: str = "") -> dict[str, object]:
@@ -160,7 +168,8 @@ def run_soak(
         for child in publishers:
             child.wait(timeout=seconds + 120)
         cpu1, wall1 = _cpu_seconds(recorder.popen.pid), time.monotonic()
-        published = {CAMERA_TOPIC: _published(publishers[0]), ACTION_TOPIC: _published(publishers[1])}
+        (camera_count, camera_info), (action_count, action_info) = (_published(p) for p in publishers)
+        published = {CAMERA_TOPIC: camera_count, ACTION_TOPIC: action_count}
         end = _call(node, node.create_client(EndEpisode, "/recorder/end_episode"), EndEpisode.Request(outcome=1))
         if not end.accepted:
             raise RuntimeError(f"recorder refused to end the episode: {end.message}")
@@ -180,6 +189,8 @@ def run_soak(
     missing = sorted(set(range(published[CAMERA_TOPIC])) - set(indices))
     duplicates = len(indices) - len(set(indices))
     bag_bytes = sum(f.stat().st_size for f in bag.glob("*.mcap"))
+    custom = load_metadata(bag).get("custom_data") or {}
+    log = recorder.output()
     return {
         "seconds": round(wall, 2),
         "recorder_qos": recorder_qos,
@@ -195,6 +206,10 @@ def run_soak(
         "bag_mb": round(bag_bytes / 1e6, 1),
         "parts": int(written.group(2)),
         "recorder_exit": code,
+        "recorder_dropped_messages": int(custom.get("dropped_messages", -1)),
+        "recorder_sequence_gaps": int(custom.get("sequence_gaps", -1)),
+        "recorder_late_messages": log.count("LATE_MESSAGE"),
+        "publishers": {CAMERA_TOPIC: camera_info, ACTION_TOPIC: action_info},
         "bag": str(bag),
         "ok": recorded == published and not missing and duplicates == 0 and code == 0,
     }

@@ -194,3 +194,35 @@ def test_write_failure_stops_the_episode_and_keeps_earlier_ones(tmp_path: Path) 
     assert not core.recording and core.last_error
     assert inspect_bag(tmp_path / "bags" / "first").state == "ok"
     assert _stamps(tmp_path / "bags" / "first", CAMERA)
+
+
+def test_next_episodes_messages_handled_before_end_go_to_the_next_episode(tmp_path: Path) -> None:
+    """The executor may hand over the next episode's first frame and instruction before END."""
+    core, _ = _recorder(tmp_path, end_grace_s=0.5)
+    base = time.time_ns()
+    start1 = _event(bf.EVENT_START, 0, base + 1000, "one")
+    core.on_event(start1[0], Incoming(EVENTS, start1[1].data, base + 1000, base + 1000))
+    core.on_message(_frame(base + 1100))
+    core.on_message(_frame(base + 1200))
+    core.on_message(_frame(base + 2100))  # stamped after END: belongs to episode two
+    text = STORE.types["std_msgs/msg/String"](data="second task")
+    core.on_message(Incoming(INSTRUCTION, bytes(STORE.serialize_cdr(text, "std_msgs/msg/String")), base + 2060))
+    info, end = _event(bf.EVENT_END, 1, base + 2000, "one")
+    core.on_event(info, Incoming(EVENTS, end.data, base + 2010, base + 2000))
+    core.on_event(*_event(bf.EVENT_START, 0, base + 2050, "two", text="second task"))
+    core.on_event(*_event(bf.EVENT_END, 2, base + 3000, "two", text="second task"))
+    core.shutdown()
+    assert _stamps(tmp_path / "bags" / "one", CAMERA) == [base + 1100, base + 1200]
+    assert _stamps(tmp_path / "bags" / "two", CAMERA) == [base + 2100]
+    with AnyReader([tmp_path / "bags" / "one"]) as reader:
+        assert not [c for c in reader.connections if c.topic == INSTRUCTION and c.msgcount]
+    assert load_metadata(tmp_path / "bags" / "two")["custom_data"]["outcome"] == "failure"
+
+
+def test_bad_settings_are_refused_by_name(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="end_grace_s: expected >= 0"):
+        RecorderConfig(output_dir=tmp_path, end_grace_s=-1)
+    with pytest.raises(ValueError, match="control_rate_hz"):
+        RecorderConfig(output_dir=tmp_path, control_rate_hz=0)

@@ -19,6 +19,9 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "dataset": ("qt_data_logger.dataset_cli", "main", "dataset info, or a contact sheet PNG of an episode"),
     "bags": ("qt_data_logger.bags_cli", "main", "check / repair / quarantine / label episode bags"),
     "sim-sheet": ("qt_sim.sheet", "main", "contact sheet PNG: one scripted-expert episode per sim task"),
+    "collect": ("qt_sim.collect", "main", "record labelled scripted-expert episodes: sim + expert + recorder nodes"),
+    "eval": ("qt_policy_node.evaluate", "main", "success rate per task of a policy on the sim (policy node over ROS)"),
+    "demo": ("qt_policy_node.demo", "main", "the main job: sim + policy node + shipped model, a short evaluation"),
 }
 
 

@@ -117,5 +117,5 @@ def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
     exactly the kind of pixels it was trained on.
     """
     if image.shape[:2] == (height, width):
-        return np.ascontiguousarray(image)
+        return np.array(image, dtype=np.uint8, order="C")  # a copy: never pin the message buffer
     return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=cv2.INTER_AREA)

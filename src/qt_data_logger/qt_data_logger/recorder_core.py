@@ -2,12 +2,19 @@
 
 Which message belongs to which episode is decided by **message time**, not by the order in
 which callbacks happen to run: an episode covers the header stamps ``[start, end]`` of its
-START and END (event or service call). A frame stamped after START that the executor handed
-over just before the START event is kept in a short pre-roll ring and written when START
-arrives; a frame stamped before END that arrives just after it is still written during a
-short grace period before the bag is finalised. Messages without a header (the instruction
-string) belong to the episode while it is open. This is what makes "recorded == published"
-hold exactly, even though DDS delivers each topic on its own reader.
+START and END (event or service call). DDS delivers each topic on its own reader, so the
+executor may hand over messages in another order than they were stamped:
+
+* a frame stamped after START handled just *before* the START event: a pre-roll ring of the
+  last ``preroll_s`` of messages is searched when START arrives;
+* a frame stamped after END (the next episode's) handled just *before* the END event: messages
+  of the open episode are held ``end_grace_s`` before they are written, and END sorts the held
+  ones by stamp;
+* a frame stamped before END handled just *after* it: the bag stays open ``end_grace_s`` after
+  END for such late messages.
+
+Messages without a header (the instruction string) are ordered by reception time instead.
+This is what makes "recorded == published" hold exactly.
 """
 
 from __future__ import annotations
@@ -49,6 +56,15 @@ class RecorderConfig:
     queue_limit_mb: float = 512.0
     min_free_mb: float = 100.0
     fsync: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.control_rate_hz > 0:
+            raise ValueError(f"control_rate_hz: expected > 0, got {self.control_rate_hz}")
+        if not self.queue_limit_mb > 0:
+            raise ValueError(f"queue_limit_mb: expected > 0, got {self.queue_limit_mb}")
+        for name in ("split_size_mb", "split_duration_s", "preroll_s", "end_grace_s", "min_free_mb"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected >= 0 (0 disables), got {getattr(self, name)}")
 
 
 @dataclass
@@ -94,6 +110,7 @@ class _Episode:
     start_stamp_ns: int
     writer: EpisodeBagWriter
     end_stamp_ns: int | None = None
+    end_recv_ns: int = 0  # reception time of END: orders headerless messages
     outcome: str = ""
     end_reason: str = ""
     close_deadline: float = 0.0
@@ -136,6 +153,7 @@ class EpisodeRecorder:
         self._closed: _Episode | None = None  # the last finalised episode, to report late messages
         self.late_messages = 0
         self._ring: deque[Incoming] = deque()
+        self._held: deque[Incoming] = deque()  # messages of the recording episode not yet written
         self._latest_instruction: Incoming | None = None
         self._store = bf.episode_typestore()
 
@@ -161,7 +179,10 @@ class EpisodeRecorder:
         self._remember(msg)
         episode = self._episode
         if episode is not None and self._in_window(episode, msg):
-            self._write(episode, msg)
+            if episode.end_stamp_ns is None:
+                self._hold(episode, msg)
+            else:
+                self._write(episode, msg)
         elif self._closed is not None and msg.stamp_ns is not None and self._in_window(self._closed, msg):
             self.late_messages += 1
             self.log.warning(
@@ -182,10 +203,22 @@ class EpisodeRecorder:
     @staticmethod
     def _in_window(episode: _Episode, msg: Incoming) -> bool:
         if msg.stamp_ns is None:
-            return episode.end_stamp_ns is None
+            return episode.end_stamp_ns is None or msg.recv_ns <= episode.end_recv_ns
         if msg.stamp_ns < episode.start_stamp_ns:
             return False
         return episode.end_stamp_ns is None or msg.stamp_ns <= episode.end_stamp_ns
+
+    def _hold(self, episode: _Episode, msg: Incoming) -> None:
+        """Queue a message of the recording episode; write those held longer than end_grace_s."""
+        self._held.append(msg)
+        self._release(episode, msg.recv_ns - int(self.config.end_grace_s * 1e9))
+
+    def _release(self, episode: _Episode, cutoff_ns: int | None) -> None:
+        """Write held messages received before ``cutoff_ns`` (all of them if None) that are in the window."""
+        while self._held and (cutoff_ns is None or self._held[0].recv_ns <= cutoff_ns):
+            msg = self._held.popleft()
+            if self._in_window(episode, msg):
+                self._write(episode, msg)
 
     def _write(self, episode: _Episode, msg: Incoming, log_time_ns: int | None = None) -> None:
         episode.sequence_gaps += msg.seq_gap
@@ -273,9 +306,8 @@ class EpisodeRecorder:
         self._write(episode, event)
         if self._latest_instruction is not None:
             self._write(episode, self._latest_instruction, log_time_ns=max(now, event.recv_ns))
-        for held in self._ring:
-            if held.stamp_ns is not None and held.stamp_ns >= start:
-                self._write(episode, held)
+        self._held.clear()
+        self._held.extend(m for m in self._ring if m.stamp_ns is not None and m.stamp_ns >= start)
         self.last_error = ""
         self.log.info(f"EPISODE_STARTED id={episode_id} reason={reason} path={path} instruction={instruction!r}")
         return Reply(True, episode_id, instruction, f"recording into {path}")
@@ -292,6 +324,7 @@ class EpisodeRecorder:
                 False, episode.episode_id, message=f"outcome: expected success, failure or discard, got {outcome!r}"
             )
         if outcome == "discard":
+            self._held.clear()
             self.io.discard(episode.writer)
             self._episode = None
             self.log.info(f"EPISODE_DISCARDED id={episode.episode_id}")
@@ -301,8 +334,10 @@ class EpisodeRecorder:
         event = event_msg or Incoming(
             self.events_topic, self._event_bytes(bf.EVENT_END, code, episode, end), time.time_ns(), end
         )
-        self._write(episode, event)
         episode.end_stamp_ns = end
+        episode.end_recv_ns = event.recv_ns
+        self._release(episode, None)  # held messages stamped after END wait in the ring for the next START
+        self._write(episode, event)
         episode.outcome = outcome
         episode.end_reason = reason
         episode.close_deadline = time.monotonic() + self.config.end_grace_s
@@ -311,7 +346,9 @@ class EpisodeRecorder:
     def tick(self) -> None:
         """Periodic work: finalise episodes whose grace period ran out, report the writer's results."""
         episode = self._episode
-        if episode is not None and episode.end_stamp_ns is not None and time.monotonic() >= episode.close_deadline:
+        if episode is not None and episode.end_stamp_ns is None:
+            self._release(episode, time.time_ns() - int(self.config.end_grace_s * 1e9))
+        elif episode is not None and time.monotonic() >= episode.close_deadline:
             self._finish(episode)
         self._collect_results()
 
@@ -323,6 +360,7 @@ class EpisodeRecorder:
                 episode.outcome = bf.OUTCOME_INTERRUPTED
                 episode.end_reason = "shutdown"
                 episode.end_stamp_ns = self.clock_ns()
+                episode.end_recv_ns = time.time_ns()
             self._finish(episode)
         self.io.close()
         self._collect_results()
@@ -331,6 +369,7 @@ class EpisodeRecorder:
     # ---- helpers --------------------------------------------------------------------------
 
     def _finish(self, episode: _Episode) -> None:
+        self._release(episode, None)
         self._episode = None
         self._closed = episode
         custom = {

@@ -33,15 +33,16 @@ from rclpy.signals import SignalHandlerOptions
 from qt_data_logger import bag_format as bf
 from qt_data_logger.recorder_core import EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 
-# (parameter, default topic, message type, depth). Depths are deep enough that a reader never
-# overwrites a sample the executor has not taken yet at 30 Hz (measured: bench/logger_soak.py).
+# (parameter, default topic, message type, reader depth). A keep-last reader overwrites samples
+# the executor has not taken yet, so the depths bridge an executor stall of 2 s of a 30 Hz
+# camera and 10 s of 30 Hz actions/state (bench/logger_soak.py measures the result).
 TOPIC_PARAMETERS = (
-    ("camera_topic", "/camera/image_raw", "sensor_msgs/msg/Image", 30),
-    ("compressed_camera_topic", "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", 30),
+    ("camera_topic", "/camera/image_raw", "sensor_msgs/msg/Image", 60),
+    ("compressed_camera_topic", "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", 60),
     ("instruction_topic", "/instruction", "std_msgs/msg/String", 10),
-    ("action_topic", "/qt/action", "qt_msgs/msg/ArmAction", 100),
-    ("joint_states_topic", "/joint_states", "sensor_msgs/msg/JointState", 100),
-    ("ee_pose_topic", "/ee_pose", "geometry_msgs/msg/PoseStamped", 100),
+    ("action_topic", "/qt/action", "qt_msgs/msg/ArmAction", 300),
+    ("joint_states_topic", "/joint_states", "sensor_msgs/msg/JointState", 300),
+    ("ee_pose_topic", "/ee_pose", "geometry_msgs/msg/PoseStamped", 300),
     ("events_topic", "/episode/events", "qt_msgs/msg/EpisodeEvent", 50),
 )
 RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")

@@ -131,17 +131,40 @@ def _action(source: _Source, spec: ActionSpec, values: np.ndarray, ns: int) -> A
     return msg
 
 
-def _paced(rate_hz: float, count: int | None, seconds: float | None):
-    """Yield step indices at ``rate_hz`` (absolute schedule, so no drift accumulates)."""
-    period = 1.0 / rate_hz
-    start = time.monotonic()
+class Pacer:
+    """Fixed-rate schedule that never bursts to catch up after a stall (a camera cannot either).
+
+    A publisher that fell behind and then sent everything at once would overrun its own
+    keep-last history and lose samples before any subscriber saw them; the soak would then
+    blame the recorder. Stalls are counted and reported instead.
+    """
+
+    def __init__(self, rate_hz: float):
+        self.period = 1.0 / rate_hz
+        self.next = time.monotonic()
+        self.max_late_s = 0.0
+        self.stalls = 0
+
+    def wait(self) -> None:
+        self.next += self.period
+        late = time.monotonic() - self.next
+        if late <= 0:
+            time.sleep(-late)
+            return
+        self.max_late_s = max(self.max_late_s, late)
+        if late > 2 * self.period:
+            self.stalls += 1
+            self.next = time.monotonic()
+
+
+def _paced(rate_hz: float, count: int | None, seconds: float | None, pacer: Pacer | None = None):
+    """Yield step indices at ``rate_hz`` until ``count`` messages or ``seconds * rate_hz`` of them."""
+    pacer = pacer or Pacer(rate_hz)
     i = 0
     while (count is None or i < count) and (seconds is None or i < round(seconds * rate_hz)):
         yield i
         i += 1
-        delay = start + i * period - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        pacer.wait()
 
 
 def run_camera(source: _Source) -> int:
@@ -157,7 +180,8 @@ def run_camera(source: _Source) -> int:
     buffer = bytearray(base)
     first = last = 0
     count = 0
-    for i in _paced(args.rate, args.count, args.seconds):
+    pacer = Pacer(args.rate)
+    for i in _paced(args.rate, args.count, args.seconds, pacer):
         buffer[0:8] = i.to_bytes(8, "little")
         ns = source.now_ns()
         first = first or ns
@@ -165,7 +189,11 @@ def run_camera(source: _Source) -> int:
         pub.publish(_image(source, bytes(buffer), step, width, height, args.encoding, ns))
         count += 1
     acked = source.wait_acked()
-    print(f"PUBLISHED topic={pub.topic_name} count={count} first_ns={first} last_ns={last} acked={acked}", flush=True)
+    print(
+        f"PUBLISHED topic={pub.topic_name} count={count} first_ns={first} last_ns={last} acked={acked} "
+        f"max_late_s={pacer.max_late_s:.3f} stalls={pacer.stalls}",
+        flush=True,
+    )
     return 0
 
 
@@ -180,14 +208,19 @@ def run_actions(source: _Source) -> int:
     total = args.count or round(args.seconds * args.rate)
     values = synthetic_actions(total, args.seed, spec)
     count, first, last = 0, 0, 0
-    for i in _paced(args.rate, args.count, args.seconds):
+    pacer = Pacer(args.rate)
+    for i in _paced(args.rate, args.count, args.seconds, pacer):
         ns = source.now_ns()
         first = first or ns
         last = ns
         pub.publish(_action(source, spec, values[i], ns))
         count += 1
     acked = source.wait_acked()
-    print(f"PUBLISHED topic={pub.topic_name} count={count} first_ns={first} last_ns={last} acked={acked}", flush=True)
+    print(
+        f"PUBLISHED topic={pub.topic_name} count={count} first_ns={first} last_ns={last} acked={acked} "
+        f"max_late_s={pacer.max_late_s:.3f} stalls={pacer.stalls}",
+        flush=True,
+    )
     return 0
 
 
@@ -255,7 +288,7 @@ def run_episodes(source: _Source) -> int:
             record["ee_pose"].append([0.01 * i, 0.02 * k, 0.5, 0.0, 0.0, 0.0, 1.0])
             frame_index += 1
             source.rclpy.spin_once(source.node, timeout_sec=0)
-        if not args.leave_open:
+        if not (args.leave_open and k == args.episodes - 1):
             # The outcome observation after the last action, as a simulator publishes it right
             # before END; the converter does not make it a step.
             data, step = encode_frame(synthetic_frame(frame_index, width, height), args.encoding)

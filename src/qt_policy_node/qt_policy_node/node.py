@@ -49,8 +49,9 @@ from qt_policy_node import proprio, providers
 from qt_policy_node.controller import PolicyController, TickResult
 from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.images import BadImage, ImageConverter
-from qt_policy_node.instructions import Encoder, InstructionEmbedder
+from qt_policy_node.instructions import InstructionEmbedder
 from qt_policy_node.safety import MODEL_FAULT, SafetyConfig, SafetyLayer
+from qt_policy_node.text_encoder import load_text_encoder
 
 # Action-spec dimension name -> (TwistStamped field, axis). Other names are not sent to Servo.
 TWIST_AXES = {
@@ -58,6 +59,7 @@ TWIST_AXES = {
     "droll": ("angular", "x"), "dpitch": ("angular", "y"), "dyaw": ("angular", "z"),
 }
 GRIPPER_DIM = "gripper"
+EXACT_STAMPS_KEPT = 32
 DIAGNOSTIC_NAME = "qt_policy_node: policy"
 
 
@@ -85,27 +87,6 @@ def load_action_spec(path: str) -> ActionSpec:
         return ActionSpec.from_dict(json.loads(Path(path).read_text()))
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         raise ConfigurationError(f"action_spec_file {path!r}: {exc}") from exc
-
-
-def load_text_encoder(card: dict[str, Any], path: str) -> tuple[Encoder | None, str]:
-    """The optional ONNX sentence encoder for instructions outside the card's cache.
-
-    Loaded at configure (about a second), never in the instruction callback, so a new wording
-    costs one encoder run and never a model load while the arm is under control.
-    """
-    section = card["text_encoder"]
-    try:
-        from qt_policy_node.text_encoder import TextEncoder
-
-        encoder = TextEncoder(path or None)
-    except Exception as exc:  # optional: the card's cache still works without it
-        return None, f"text encoder not loaded ({exc})"
-    if encoder.id != section.get("id") or encoder.dim != int(section["dim"]):
-        return None, (
-            f"text encoder at {encoder.directory} is {encoder.id!r} (dim {encoder.dim}) but the card was trained "
-            f"with {section.get('id')!r} (dim {section['dim']}); not used"
-        )
-    return encoder.embed, f"text encoder {encoder.id} loaded from {encoder.directory}"
 
 
 class PolicyNode(LifecycleNode):
@@ -140,6 +121,7 @@ class PolicyNode(LifecycleNode):
         self._last_tick_start = 0.0
         self._latency_ms = np.zeros(256)
         self._latency_n = 0
+        self._exact_stamps: dict[float, tuple[int, int]] = {}  # float stamp -> header stamp of recent frames
 
     def param(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -360,6 +342,13 @@ class PolicyNode(LifecycleNode):
                                       throttle_duration_sec=self._throttle_s)
             return
         stamp = _stamp_s(msg.header.stamp) or self._now_s()
+        if stamp not in self._exact_stamps:
+            # The controller keeps float seconds (about 0.2 us resolution at today's epoch); the
+            # command must echo the frame's stamp exactly, so the recorder and the sim's lockstep
+            # can pair it with that frame (docs/DATA.md alignment rule).
+            self._exact_stamps[stamp] = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
+            if len(self._exact_stamps) > EXACT_STAMPS_KEPT:
+                del self._exact_stamps[next(iter(self._exact_stamps))]
         self.controller.set_image(image, stamp, owner=msg)
 
     def _on_image(self, msg: Image) -> None:
@@ -434,10 +423,13 @@ class PolicyNode(LifecycleNode):
 
     def _publish_command(self, values: np.ndarray, stamp_s: float) -> None:
         assert self.spec is not None
-        stamp = Time(seconds=stamp_s).to_msg()
+        exact = self._exact_stamps.get(stamp_s)
         now = self.get_clock().now().to_msg()
         action = self._action_msg
-        action.header.stamp = stamp
+        if exact is not None:
+            action.header.stamp.sec, action.header.stamp.nanosec = exact
+        else:
+            action.header.stamp = Time(seconds=stamp_s).to_msg()
         action.values = values
         action.bins = self.spec.values_to_bins(values)
         self._action_pub.publish(action)

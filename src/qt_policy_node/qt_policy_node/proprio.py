@@ -33,3 +33,15 @@ def pose_into(msg: Any, out: np.ndarray) -> bool:
         return False
     out[:] = values
     return True
+
+
+def ee_pose_vector(position: Any, quat_wxyz: Any) -> np.ndarray:
+    """The same 7 float32 values :func:`pose_into` takes from a PoseStamped, from a position and a
+    w-first quaternion (MuJoCo / transforms3d order, e.g. qt_sim's ``SceneState.ee_quat``).
+
+    For in-process evaluation: the sim driver publishes exactly these numbers on ``ee_pose``, so a
+    model sees bit-identical proprioception with and without ROS in between.
+    """
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    px, py, pz = (float(v) for v in position)
+    return np.array([px, py, pz, x, y, z, w], dtype=np.float32)

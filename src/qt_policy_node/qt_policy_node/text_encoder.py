@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,22 @@ class InstructionEmbeddings:
         vector = self._encoder.embed(instruction)
         self.known[instruction] = vector
         return vector.copy()
+
+
+def load_text_encoder(card: dict[str, Any], path: str) -> tuple[Callable[[str], np.ndarray] | None, str]:
+    """The optional ONNX sentence encoder for instructions outside the card's cache.
+
+    Loaded at configure (about a second), never in the instruction callback, so a new wording
+    costs one encoder run and never a model load while the arm is under control.
+    """
+    section = card["text_encoder"]
+    try:
+        encoder = TextEncoder(path or None)
+    except Exception as exc:  # optional: the card's cache still works without it
+        return None, f"text encoder not loaded ({exc})"
+    if encoder.id != section.get("id") or encoder.dim != int(section["dim"]):
+        return None, (
+            f"text encoder at {encoder.directory} is {encoder.id!r} (dim {encoder.dim}) but the card was trained "
+            f"with {section.get('id')!r} (dim {section['dim']}); not used"
+        )
+    return encoder.embed, f"text encoder {encoder.id} loaded from {encoder.directory}"

@@ -32,6 +32,7 @@ from qt_sim.tasks import SPLITS, TASK_IDS
 from qt_sim.world import SceneState
 
 OUTCOMES = ("success", "failure", "discard")
+STAMP_TOLERANCE_NS = 1_000  # see LockstepGate
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,16 @@ class DriverConfig:
     command_timeout_s: float = 0.3
     tasks: tuple[str, ...] = TASK_IDS
     instruction_split: str = "train"
+    # Simulated time per control tick; 0 = one wall period (1 / control_rate_hz). Setting it
+    # decouples the simulated dynamics from the wall clock: control_rate_hz 30 with sim_period_s
+    # 0.1 runs the 10 Hz robot three times faster than real time, tick for tick identical.
+    sim_period_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.control_rate_hz > 0:
             raise ValueError(f"control_rate_hz: expected > 0, got {self.control_rate_hz}")
+        if not (self.sim_period_s >= 0 and np.isfinite(self.sim_period_s)):
+            raise ValueError(f"sim_period_s: expected >= 0 seconds (0 = 1 / control_rate_hz), got {self.sim_period_s}")
         if not self.command_timeout_s > 0:
             raise ValueError(f"command_timeout_s: expected > 0 seconds, got {self.command_timeout_s}")
         if self.instruction_split not in SPLITS:
@@ -54,7 +61,13 @@ class DriverConfig:
 
     @property
     def period_s(self) -> float:
+        """Wall-clock control period: the tick clock, and the period a twist is integrated over."""
         return 1.0 / self.control_rate_hz
+
+    @property
+    def simulated_period_s(self) -> float:
+        """Simulated time one tick advances the physics by (rounded by the scene to 2 ms steps)."""
+        return self.sim_period_s or self.period_s
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,76 @@ class _Channel:
     received_at: float = float("-inf")
 
 
+class LockstepGate:
+    """Lockstep: the next tick of an episode waits for the command decided on the last frame.
+
+    Why: at a fixed wall rate, a commander that is late by a few milliseconds (a loaded CPU)
+    makes the driver repeat the previous command for a tick, so the recorded action is not the
+    one executed and two runs of the same seed diverge. With lockstep the tick after frame k
+    runs only once a command stamped with frame k's stamp (or later) has arrived, or after
+    ``timeout_s`` (counted as a miss; the tick then runs with whatever command is current), so
+    the simulated robot executes exactly one decision per frame however slow the wall clock is.
+    The control rate stays an upper bound. Commands stamped before the episode's start were
+    decided on the previous scene and are refused. The first tick of an episode never waits
+    (no frame of it exists yet); between episodes nothing waits.
+
+    Stamps are integer nanoseconds of the clock the driver stamps its frames with; commanders
+    must echo the stamp of the frame they acted on (the expert teleop and the policy node do).
+    A command stamped up to ``STAMP_TOLERANCE_NS`` before a frame counts as that frame's: a stamp
+    that passed through float seconds comes back a few hundred nanoseconds off, while frames are
+    milliseconds apart.
+    Plain Python, no ROS: the node calls it from its executor and simulation threads (the
+    fields it shares are single ints, replaced atomically).
+    """
+
+    def __init__(self, enabled: bool, timeout_s: float = 1.0):
+        if not timeout_s > 0:
+            raise ValueError(f"lockstep_timeout_s: expected > 0 seconds, got {timeout_s}")
+        self.enabled = enabled
+        self.timeout_s = timeout_s
+        self.misses = 0  # ticks that ran after the timeout without the awaited command
+        self.refused = 0  # commands stamped before the episode start
+        self._episode_start_ns = -1
+        self._newest_command_ns = -1
+        self._awaited_ns: int | None = None
+        self._deadline = 0.0
+
+    def episode_started(self, start_ns: int) -> None:
+        self._episode_start_ns = start_ns
+        self._awaited_ns = None
+
+    def accept(self, command_stamp_ns: int) -> bool:
+        """Before a command is handed to the driver; False: refuse it (decided before the episode)."""
+        if self.enabled and command_stamp_ns + STAMP_TOLERANCE_NS < self._episode_start_ns:
+            self.refused += 1
+            return False
+        return True
+
+    def received(self, command_stamp_ns: int) -> None:
+        """After the command is in the driver's channel: a tick waiting for it may now run."""
+        self._newest_command_ns = max(self._newest_command_ns, command_stamp_ns + STAMP_TOLERANCE_NS)
+
+    def frame_published(self, stamp_ns: int, now: float, episode_running: bool) -> None:
+        """After a tick: the next one waits for a command stamped ``stamp_ns`` (if running)."""
+        self._awaited_ns = stamp_ns if self.enabled and episode_running else None
+        self._deadline = now + self.timeout_s
+
+    def episode_ended(self) -> None:
+        self._awaited_ns = None
+
+    def wait_s(self, now: float) -> float:
+        """How much longer the next tick must wait for its command (0: it may run)."""
+        if self._awaited_ns is None or self._newest_command_ns >= self._awaited_ns:
+            return 0.0
+        return max(0.0, self._deadline - now)
+
+    def tick_starts(self) -> bool:
+        """Called when the tick runs; True if it runs without the awaited command (a miss)."""
+        missed = self._awaited_ns is not None and self._newest_command_ns < self._awaited_ns
+        self.misses += int(missed)
+        return missed
+
+
 class SimDriver:
     """See the module docstring."""
 
@@ -106,7 +189,7 @@ class SimDriver:
             width=self.config.width,
             height=self.config.height,
             horizon=self.config.horizon,
-            control_period_s=self.config.period_s,
+            control_period_s=self.config.simulated_period_s,
             tasks=self.config.tasks,
             instruction_split=self.config.instruction_split,
             action_spec=self.spec,

@@ -30,8 +30,8 @@ from qt_msgs.msg import ArmAction
 from qt_msgs.msg import EpisodeEvent as EpisodeEventMsg
 from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.commands import CommandRejected
-from qt_sim.driver import DriverConfig, EpisodeEvent, EpisodeReply, SimDriver, TickOutput
-from qt_sim.ros_common import reliable
+from qt_sim.driver import DriverConfig, EpisodeEvent, EpisodeReply, LockstepGate, SimDriver, TickOutput
+from qt_sim.ros_common import reliable, stamp_ns
 from qt_sim.tasks import TASK_IDS
 from qt_sim.world import CUBE_COLOURS, TARGET_COLOURS
 
@@ -48,9 +48,13 @@ OUTCOME_CODES = {
 }
 REJECT_LOG_PERIOD_S = 2.0
 JOB_TIMEOUT_S = 10.0
+_WAKE = None  # queued by a command callback: a lockstep tick waiting for it re-checks at once
 
 PARAMETERS: dict[str, Any] = {
     "control_rate_hz": 10.0,
+    "sim_period_s": 0.0,  # simulated seconds per tick; 0 = 1 / control_rate_hz (real time)
+    "lockstep": False,  # a tick waits for the command stamped with the previous frame (LockstepGate)
+    "lockstep_timeout_s": 1.0,
     "image_width": 96,
     "image_height": 96,
     "horizon": 100,
@@ -97,8 +101,10 @@ class SimDriverNode(Node):
         self.config = DriverConfig(
             width=int(p["image_width"]), height=int(p["image_height"]), horizon=int(p["horizon"]),
             control_rate_hz=float(p["control_rate_hz"]), command_timeout_s=float(p["command_timeout_s"]),
-            tasks=tasks, instruction_split=str(p["instruction_split"]),
+            tasks=tasks, instruction_split=str(p["instruction_split"]), sim_period_s=float(p["sim_period_s"]),
         )
+        self.gate = LockstepGate(bool(p["lockstep"]), float(p["lockstep_timeout_s"]))
+        self._episode_misses_at_start = 0
         self.rejected = 0
         self._jobs: queue.Queue[tuple[Callable[[], Any], list[Any], threading.Event]] = queue.Queue()
         self._stop = threading.Event()
@@ -126,7 +132,8 @@ class SimDriverNode(Node):
         self.create_service(EndEpisode, p["end_service"], self._on_end)
         self.get_logger().info(
             f"sim_driver ready: {self.config.width}x{self.config.height} camera, "
-            f"{self.config.control_rate_hz:g} Hz, horizon {self.config.horizon}, {len(tasks)} tasks"
+            f"{self.config.control_rate_hz:g} Hz, {self._driver.env.scene.control_period_s:g} s simulated per tick, "
+            f"horizon {self.config.horizon}, {len(tasks)} tasks" + (", lockstep" if self.gate.enabled else "")
         )
 
     # ---- command callbacks (executor thread) ----------------------------------------------
@@ -137,11 +144,20 @@ class SimDriverNode(Node):
                                   throttle_duration_sec=REJECT_LOG_PERIOD_S)
 
     def _on_action(self, msg: ArmAction) -> None:
+        stamp = stamp_ns(msg.header.stamp)
+        if not self.gate.accept(stamp):
+            self.get_logger().info(f"lockstep: refused a command stamped before the episode start "
+                                   f"({self.gate.refused} so far)", throttle_duration_sec=REJECT_LOG_PERIOD_S)
+            return
         try:
             self._driver.arm_action(list(msg.dimension_names), list(msg.values), time.monotonic(),
                                     msg.header.frame_id)
         except CommandRejected as exc:
             self._reject(exc)
+            return
+        if self.gate.enabled:
+            self.gate.received(stamp)
+            self._jobs.put(_WAKE)
 
     def _on_twist(self, msg: TwistStamped) -> None:
         lin = msg.twist.linear
@@ -187,8 +203,11 @@ class SimDriverNode(Node):
     # ---- simulation thread ----------------------------------------------------------------
 
     def _start(self, task_id: str, seed: int, instruction: str) -> EpisodeReply:
+        if self._driver.episode is None:  # commands stamped from now on belong to the new episode
+            self.gate.episode_started(self.get_clock().now().nanoseconds)
         reply = self._driver.start_episode(task_id, seed, instruction)
         if reply.accepted:
+            self._episode_misses_at_start = self.gate.misses
             self._publish_event(reply.event)
             self.get_logger().info(f"episode {reply.episode_id} started: {reply.instruction!r}")
         else:
@@ -198,6 +217,7 @@ class SimDriverNode(Node):
     def _end(self, outcome: str) -> EpisodeReply:
         reply = self._driver.end_episode(outcome)
         if reply.accepted:
+            self.gate.episode_ended()
             self._publish_event(reply.event)
             self.get_logger().info(f"episode {reply.episode_id} ended by request: {outcome}")
         else:
@@ -227,23 +247,35 @@ class SimDriverNode(Node):
         if self.p["auto_start"]:
             self._start("", -1, "")
         while not self._stop.is_set() and self.context.ok():
-            wait = next_tick - time.monotonic()
+            now = time.monotonic()
+            wait = max(next_tick - now, self.gate.wait_s(now))
             try:
-                job, result, done = self._jobs.get(timeout=wait) if wait > 0 else self._jobs.get_nowait()
+                item = self._jobs.get(timeout=wait) if wait > 0 else self._jobs.get_nowait()
             except queue.Empty:
-                pass
+                if self._stop.is_set():
+                    break
             else:
-                try:
-                    result.append(job())
-                except Exception as exc:
-                    result.append(exc)
-                done.set()
+                if item is not _WAKE:
+                    job, result, done = item
+                    try:
+                        result.append(job())
+                    except Exception as exc:
+                        result.append(exc)
+                    done.set()
                 continue
+            if self.gate.tick_starts():
+                self.get_logger().warning(
+                    f"lockstep: no command for the last frame within {self.gate.timeout_s:g} s; ticking without "
+                    f"it ({self.gate.misses} so far)", throttle_duration_sec=REJECT_LOG_PERIOD_S)
             output = self._driver.tick(time.monotonic())
-            self._publish_tick(output, self.get_clock().now().to_msg())
+            stamp = self.get_clock().now()
+            self._publish_tick(output, stamp.to_msg())
+            self.gate.frame_published(stamp.nanoseconds, time.monotonic(), self._driver.episode is not None)
             for event in output.events:
                 self._publish_event(event)
-                self.get_logger().info(f"episode {event.episode_id} ended: {event.outcome}")
+                misses = self.gate.misses - self._episode_misses_at_start
+                self.get_logger().info(f"episode {event.episode_id} ended: {event.outcome}"
+                                       + (f" (lockstep misses: {misses})" if self.gate.enabled else ""))
             if output.events and self.p["auto_start"]:
                 self._start("", -1, "")
             next_tick += period
@@ -285,6 +317,7 @@ class SimDriverNode(Node):
 
     def shutdown(self) -> None:
         self._stop.set()
+        self._jobs.put(_WAKE)  # a tick waiting in lockstep must not hold shutdown up
         self._thread.join(timeout=10.0)
 
 

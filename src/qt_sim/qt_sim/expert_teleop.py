@@ -85,6 +85,10 @@ class ExpertTeleopNode(Node):
         self._start_future: Any = None
         self._pending: tuple[str, int] | None = None
         self._start_stamps: dict[str, int] = {}  # START events seen, by episode id
+        # The newest complete tick seen while no episode was running (or its START stamp was not
+        # known yet): DDS may deliver an episode's first frame before its START event, and a
+        # driver in lockstep waits for the action on exactly that frame.
+        self._held_tick: tuple[Any, dict[str, Any]] | None = None
 
         self.action_pub = self.create_publisher(ArmAction, p["action_topic"], reliable(10))
         self.create_subscription(PoseStamped, p["ee_pose_topic"], self._on_pose, reliable(10))
@@ -132,6 +136,7 @@ class ExpertTeleopNode(Node):
         self.started_at = time.monotonic()
         self.get_logger().info(f"episode {self.episode_id}: {task_id} seed {seed}"
                                + (" (going for the wrong cube)" if self.expert.wrong_object else ""))
+        self._release_held_tick()
 
     def _on_event(self, msg: EpisodeEvent) -> None:
         if msg.event == EpisodeEvent.EVENT_START:
@@ -140,6 +145,7 @@ class ExpertTeleopNode(Node):
                 self._start_stamps.pop(next(iter(self._start_stamps)))
             if msg.episode_id == self.episode_id:
                 self.start_stamp_ns = self._start_stamps[msg.episode_id]
+                self._release_held_tick()
             elif not self.p["control_episodes"] and not self.finished and self.state != "running":
                 self.episode_id = msg.episode_id
                 self._begin(msg.task_id, max(int(msg.seed), 0))
@@ -176,8 +182,21 @@ class ExpertTeleopNode(Node):
 
     def _tick_part(self, part: str, stamp: Any, payload: Any) -> None:
         parts = self.assembler.add(part, stamp_ns(stamp), payload)
-        if parts is None or self.state != "running" or self.start_stamp_ns is None:
+        if parts is None:
             return
+        if self.state != "running" or self.start_stamp_ns is None:
+            self._held_tick = (stamp, parts)
+            return
+        self._act(stamp, parts)
+
+    def _release_held_tick(self) -> None:
+        """Act on a tick of this episode that completed before the episode was known to be running."""
+        if self._held_tick is not None and self.state == "running" and self.start_stamp_ns is not None:
+            stamp, parts = self._held_tick
+            self._held_tick = None
+            self._act(stamp, parts)
+
+    def _act(self, stamp: Any, parts: dict[str, Any]) -> None:
         if stamp_ns(stamp) <= self.start_stamp_ns:
             return  # a tick from before this episode's reset
         try:

@@ -99,6 +99,26 @@ def instructions(task_id: str, split: str = "train") -> tuple[str, ...]:
     return tuple(w.format(cube=task.cube, target=task.target) for w in _WORDINGS[split][task.kind])
 
 
+def select_tasks(text: str) -> tuple[str, ...]:
+    """Task ids from a comma-separated selection of ids and prefixes, in TASK_IDS order.
+
+    ``"pick/,place/red/yellow"`` -> the three pick tasks and one place task; ``"push/red/"`` ->
+    both push tasks of the red cube; ``""`` or ``"all"`` -> every task. An entry that matches no
+    task is an error naming it (a typo must not silently shrink a data set or an evaluation).
+    """
+    entries = [e.strip() for e in text.split(",") if e.strip()]
+    if not entries or entries == ["all"]:
+        return TASK_IDS
+    chosen: set[str] = set()
+    for entry in entries:
+        matches = [t for t in TASK_IDS if t == entry or (entry.endswith("/") and t.startswith(entry))]
+        if not matches:
+            raise ValueError(f"tasks: {entry!r} matches no task; give ids or prefixes ending in '/' "
+                             f"(pick/, push/red/), from: {', '.join(TASK_IDS)}")
+        chosen.update(matches)
+    return tuple(t for t in TASK_IDS if t in chosen)
+
+
 def all_instructions(split: str = "train") -> dict[str, tuple[str, ...]]:
     """task id -> its wordings for the split."""
     return {task_id: instructions(task_id, split) for task_id in TASK_IDS}

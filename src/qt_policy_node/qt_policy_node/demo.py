@@ -1,0 +1,96 @@
+"""``qt demo``: the README's main job. The shipped model drives the simulated arm through the real
+policy node, a short evaluation runs, and the success rate and latency are printed next to the
+figures on the model card.
+
+    qt demo                       # 10 episodes over the card's tasks, models/default
+    qt demo --episodes 30 --model models/mine
+
+It is ``qt eval --mode ros`` with a small episode count (tasks cycled) and the train wordings
+(the card caches their embeddings, so a fresh clone needs no text encoder), on held-out seeds,
+plus a comparison with the card's ``evaluation`` of the same split: a fresh run's success rate
+should fall inside the card's 95 % interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from qt_policy_node.decoder import PolicyCardError, load_card
+from qt_policy_node.eval_report import terminal_table, write_outputs
+from qt_policy_node.evaluate import add_arguments, evaluate
+from qt_policy_node.params import default_model_path
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="qt demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help=f"policy directory (default {default_model_path()})")
+    parser.set_defaults(mode="ros")
+    add_arguments(parser)
+    parser.set_defaults(split="train")
+    args = parser.parse_args(argv)
+    if args.episodes is None and args.episodes_per_task is None:
+        args.episodes = 10
+    return args
+
+
+def compare_with_card(card: dict[str, Any], report: dict[str, Any]) -> str:
+    entry = (card.get("evaluation") or {}).get(report["split"])
+    if not isinstance(entry, dict) or "overall" not in entry:
+        return f"the model card has no '{report['split']}' evaluation to compare with (qt eval --write-card adds one)"
+    card_row, row = entry["overall"], report["overall"]
+    low, high = card_row["ci95"]
+    inside = low <= row["success_rate"] <= high
+    return (f"model card ({entry.get('mode', '?')}, {card_row['episodes']} episodes): "
+            f"{100 * card_row['success_rate']:.0f} % (95 % CI {100 * low:.0f}-{100 * high:.0f} %); this run: "
+            f"{100 * row['success_rate']:.0f} % over {row['episodes']} episodes: "
+            + ("inside the card's interval" if inside else "OUTSIDE the card's interval"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    args.model = (args.model or default_model_path()).expanduser()
+    try:
+        card = load_card(args.model)
+        if not (args.model / "policy.onnx").is_file():
+            raise PolicyCardError(f"{args.model}: policy.json present but policy.onnx missing")
+    except PolicyCardError as exc:
+        print(f"qt demo: no usable model at {args.model} ({exc}).\n"
+              "The shipped model lives in models/default (policy.onnx + policy.json). Train and export one "
+              "(docs/E2E.md: qt collect -> qt convert -> qt train -> qt export --name default), or pass --model DIR.",
+              file=sys.stderr)
+        return 1
+    print(f"qt demo: {card.get('model_id')} ({card.get('algorithm')}) from {args.model} drives the simulated arm "
+          "through the policy node; a short evaluation follows", flush=True)
+    try:
+        report, results = evaluate(args, "qt demo " + shlex.join(argv))
+    except KeyboardInterrupt:
+        print("\nqt demo: interrupted; the nodes are stopped", file=sys.stderr)
+        return 130
+    except (PolicyCardError, ValueError, RuntimeError, TimeoutError) as exc:
+        print(f"qt demo: {exc}", file=sys.stderr)
+        return 1
+    out = args.out or Path(tempfile.mkdtemp(prefix="qt-demo-"))
+    paths = write_outputs(report, results, out)
+    row = report["overall"]
+    low, high = row["ci95"]
+    decode, latency = row["decode_ms"] or {}, row["command_latency_ms"] or {}
+    print()
+    print(terminal_table(report))
+    print(f"\nsuccess rate {row['successes']}/{row['episodes']} = {100 * row['success_rate']:.0f} % "
+          f"(95 % CI {100 * low:.0f}-{100 * high:.0f} %), mean {row['mean_steps']:.1f} steps")
+    print(f"latency: decode p50 {decode.get('p50', float('nan')):.2f} ms, p95 {decode.get('p95', float('nan')):.2f} ms"
+          f"; frame -> command p50 {latency.get('p50', float('nan')):.1f} ms (includes the wait for the next "
+          f"control tick); control rate {row['control_rate_hz']:.1f} Hz")
+    print(compare_with_card(card, report))
+    print(f"report: {paths['markdown']}, picture: {paths['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
