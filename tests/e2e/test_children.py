@@ -39,7 +39,8 @@ def test_group_stops_every_child_and_reports_a_dead_one(tmp_path):
     with ChildGroup(tmp_path / "logs") as group:
         sleeper = group.start("sleeper", *SLEEPER)
         sleeper.wait_for("sleeping", 30)
-        dying = group.start("dying", "timeit", "-n", "1", "-r", "1", "import os; print('last words', flush=True); os._exit(3)")
+        last_words = "import os; print('last words', flush=True); os._exit(3)"
+        dying = group.start("dying", "timeit", "-n", "1", "-r", "1", last_words)
         deadline = time.monotonic() + 30
         while dying.alive() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -32,7 +32,8 @@ EVAL_HORIZON = 12
 
 
 def _ok(result, what: str) -> str:
-    assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"{what} failed ({result.returncode}):\n{output}"
     return result.stdout
 
 
@@ -113,7 +114,8 @@ def test_collect_convert_train_export_eval(tmp_path: Path):
     card = json.loads((model / "policy.json").read_text())
     assert card["evaluation"]["train"]["overall"]["episodes"] == 2 and card["evaluation"]["train"]["mode"] == "ros"
 
-    _ok(run_qt("eval", *common, "--mode", "inprocess", "--out", tmp_path / "eval_in", env=env), "qt eval --mode inprocess")
+    _ok(run_qt("eval", *common, "--mode", "inprocess", "--out", tmp_path / "eval_in", env=env), "qt eval inprocess")
     local = json.loads((tmp_path / "eval_in" / "eval.json").read_text())
-    assert [(e["outcome"], e["steps"]) for e in local["episodes"]] == [(e["outcome"], e["steps"]) for e in ros["episodes"]]
+    assert [(e["outcome"], e["steps"]) for e in local["episodes"]] == [
+        (e["outcome"], e["steps"]) for e in ros["episodes"]]
     assert np.isclose(local["overall"]["success_rate"], ros["overall"]["success_rate"])

@@ -163,6 +163,10 @@ def run_ros(config: RosEvalConfig, plan: list[EpisodeSpec], *,
             probe.client.wait_for_graph(publishers={"qt/policy_status": 1, "qt/action": 1},
                                         subscribers={"camera/image_raw": 2, "instruction": 1, "ee_pose": 1},
                                         timeout=STARTUP_TIMEOUT_S)
+            first = plan[0]
+            probe.client.warm_up(first.task_id, first.seed, 30.0, instruction=first.instruction,
+                                 engage=lambda: probe.transition("activate"),
+                                 disengage=lambda: probe.transition("deactivate"))
             timeout = episode_timeout_s(config.horizon, config.rate_hz)
             for index, spec in enumerate(plan):
                 result = _episode(probe, sim, spec, timeout, keep_frames(index, spec), keep_executed)
@@ -188,13 +192,7 @@ def _episode(probe: _Probe, sim: Any, spec: EpisodeSpec, timeout: float, keep_fr
     if instruction != spec.instruction:
         raise RuntimeError(f"episode {episode_id}: the sim uses {instruction!r}, expected {spec.instruction!r}")
 
-    def start_event() -> Any:
-        return next((e for e in client.events if e.episode_id == episode_id and e.event == e.EVENT_START), None)
-
-    client.spin_until(lambda: start_event() is not None, 10.0, f"START event of {episode_id}")
-    start_ns = client.stamp_ns(start_event().header.stamp)
-    client.spin_until(lambda: client.tick_stamps and client.tick_stamps[-1] > start_ns, 10.0,
-                      f"first frame of {episode_id}")
+    start_ns, _ = client.first_frame(episode_id)
     probe.hold_since = None
     probe.transition("activate")
     try:

@@ -213,9 +213,12 @@ def run(args: argparse.Namespace) -> CollectSummary:
             # The expert must hear START, the recorder must hear everything, before episode 1.
             controller.wait_for_graph(
                 publishers={"qt/action": 1, "camera/image_raw": 1},
-                subscribers={"qt/action": 2, "episode/events": 3, "ee_pose": 3, "camera/image_raw": 1},
+                subscribers={"qt/action": 3, "episode/events": 3, "ee_pose": 3, "joint_states": 2,
+                             "sim/object_poses": 1, "camera/image_raw": 1},
                 timeout=STARTUP_TIMEOUT_S)
             recorder.wait_for(r"PUBLISHERS \S*/qt/action matched=1", STARTUP_TIMEOUT_S, "recorder matched the expert")
+            controller.warm_up(*plan[0], timeout=30.0)
+            recorder.wait_for(r"EPISODE_DISCARDED", WRITE_TIMEOUT_S, "the recorder dropping the warm-up episode")
             for index, (task_id, episode_seed) in enumerate(plan):
                 summary.episodes.append(_one_episode(controller, sim, recorder, task_id, episode_seed, args))
                 _progress(index + 1, len(plan), summary)

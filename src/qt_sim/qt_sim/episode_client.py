@@ -25,7 +25,7 @@ class EpisodeClient:
         from geometry_msgs.msg import PoseStamped
         from rclpy.executors import SingleThreadedExecutor
 
-        from qt_msgs.msg import EpisodeEvent
+        from qt_msgs.msg import ArmAction, EpisodeEvent
         from qt_msgs.srv import EndEpisode, StartEpisode
         from qt_sim.ros_common import reliable, stamp_ns
 
@@ -41,6 +41,8 @@ class EpisodeClient:
         self.tick_stamps: list[int] = []  # stamps of /ee_pose (one per driver tick), newest last
         self.node.create_subscription(EpisodeEvent, "episode/events", self.events.append, reliable(50, latched=True))
         self.node.create_subscription(PoseStamped, "ee_pose", self._on_pose, reliable(50))
+        self.newest_action_ns = -1  # stamp of the newest qt/action command (any source)
+        self.node.create_subscription(ArmAction, "qt/action", self._on_action, reliable(50))
         self.start_client = self.node.create_client(StartEpisode, "sim/start_episode")
         self.end_client = self.node.create_client(EndEpisode, "sim/end_episode")
 
@@ -48,6 +50,9 @@ class EpisodeClient:
         self.tick_stamps.append(self.stamp_ns(msg.header.stamp))
         if len(self.tick_stamps) > 5000:
             del self.tick_stamps[:2500]
+
+    def _on_action(self, msg: Any) -> None:
+        self.newest_action_ns = max(self.newest_action_ns, self.stamp_ns(msg.header.stamp))
 
     def spin(self, seconds: float = 0.05) -> None:
         self.group.check()
@@ -92,6 +97,37 @@ class EpisodeClient:
             self.discard()
             raise
         return event(self.EpisodeEvent.EVENT_START), event(self.EpisodeEvent.EVENT_END)
+
+    def first_frame(self, episode_id: str, timeout: float = 10.0) -> tuple[int, int]:
+        """(START stamp, stamp of the episode's first frame), waiting for both."""
+        def start() -> Any:
+            return next((e for e in self.events if e.episode_id == episode_id and e.event == e.EVENT_START), None)
+        self.spin_until(lambda: start() is not None, timeout, f"START event of {episode_id}")
+        start_ns = self.stamp_ns(start().header.stamp)
+        self.spin_until(lambda: bool(self.tick_stamps) and self.tick_stamps[-1] > start_ns, timeout,
+                        f"first frame of {episode_id}")
+        return start_ns, next(s for s in self.tick_stamps if s > start_ns)
+
+    def warm_up(self, task_id: str, seed: int, timeout: float, *, instruction: str = "", engage: Any = None,
+                disengage: Any = None) -> None:
+        """One discarded episode that proves the command loop before anything is recorded or
+        measured: the commander must answer the episode's first frame. DDS discovery reports a
+        subscriber before every reader has matched every writer, so without this the first
+        frames of the first episode can go unanswered. ``engage``/``disengage`` bracket the wait
+        (e.g. activate / deactivate a policy node)."""
+        episode_id, _ = self.start(task_id, seed, instruction)
+        _, frame_ns = self.first_frame(episode_id)
+        try:
+            if engage is not None:
+                engage()
+            self.spin_until(lambda: self.newest_action_ns >= frame_ns - 1_000, timeout,
+                            "a command answering the warm-up episode's first frame")
+        finally:
+            if disengage is not None:
+                disengage()
+            self.call(self.end_client, self.EndEpisode.Request(outcome=self.EndEpisode.Request.OUTCOME_DISCARD))
+        self.spin_until(lambda: any(e.episode_id == episode_id and e.event == e.EVENT_END for e in self.events),
+                        10.0, f"END of the warm-up episode {episode_id}")
 
     def discard(self) -> None:
         """End the running episode as DISCARD (the recorder deletes its bag); errors ignored."""
