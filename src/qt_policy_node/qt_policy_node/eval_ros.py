@@ -159,10 +159,12 @@ def run_ros(config: RosEvalConfig, plan: list[EpisodeSpec], *,
                 probe.transition("configure")
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n{policy.tail()}") from None
-            # The node's subscriptions and publishers exist from configure on.
-            probe.client.wait_for_graph(publishers={"qt/policy_status": 1, "qt/action": 1},
-                                        subscribers={"camera/image_raw": 2, "instruction": 1, "ee_pose": 1},
-                                        timeout=STARTUP_TIMEOUT_S)
+            # The node's subscriptions and publishers exist from configure on (counts include this
+            # process's own subscriptions to the camera and ee_pose).
+            probe.client.wait_for_graph(
+                publishers={"qt/policy_status": 1, "qt/action": 1},
+                subscribers={"camera/image_raw": 2, "instruction": 1, "ee_pose": 2 if card["proprio_dim"] else 1},
+                timeout=STARTUP_TIMEOUT_S)
             first = plan[0]
             probe.client.warm_up(first.task_id, first.seed, 30.0, instruction=first.instruction,
                                  engage=lambda: probe.transition("activate"),

@@ -9,7 +9,7 @@ wordings the card caches), layouts from held-out seeds (``--seed-base``, far abo
 ``qt collect`` uses), and the wordings of ``--split`` (``heldout``: the two per task that
 training data never uses). ``--mode ros`` runs the policy node and the sim driver as processes
 (eval_ros); ``--mode inprocess`` runs the same decision path on the env directly
-(eval_inprocess). Output (``--out``, default ``eval/<model>/<mode>-<split>/``): ``eval.json``
+(eval_inprocess). Output (``--out``, default ``runs/eval/<model>/<mode>-<split>/``): ``eval.json``
 (every episode and the table), ``eval.md`` (the table), ``summary.png`` (bar chart with 95 %
 Wilson intervals above a contact sheet of a few episodes); the table is also printed.
 ``--write-card`` stores the table in the card's ``evaluation`` field under the split's name.
@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-lockstep", action="store_true", help="ros: free-running sim (see docs/E2E.md)")
     parser.add_argument("--params-file", type=Path, default=None,
                         help="policy node parameters (default: qt_policy_node's config/run.yaml)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default eval/<model>/<mode>-<split>)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default runs/eval/<model>/<mode>-<split>)")
     parser.add_argument("--log-dir", type=Path, default=None, help="ros: also write each node's output here")
 
 
@@ -146,7 +147,7 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], li
 
 
 def default_out(model: Path, mode: str, split: str) -> Path:
-    return Path("eval") / model.expanduser().resolve().name / f"{mode}-{split}"
+    return Path("runs") / "eval" / model.expanduser().resolve().name / f"{mode}-{split}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,9 @@ runs, i.e. separate ROS processes talking over DDS. Why this care:
   stops the children in order (the recorder gets its SIGINT and finalises its bag);
 * each child is started through ``python -m qt_sim.children MODULE ARGS...``, which asks Linux
   to send it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``) before running MODULE as
-  ``__main__``: even a parent killed with SIGKILL leaves no node running;
+  ``__main__``: even a parent killed with SIGKILL leaves no node running (Linux ties this to
+  the parent *thread* that started the child: start children from a thread that outlives them,
+  as the verbs do from the main thread);
 * every line a child prints is kept (the last ``keep_lines``) and optionally written to a log
   file, so a child that dies is reported with its exit code and its last words
   (:class:`ChildDied`), not as a hang.

@@ -20,6 +20,9 @@ Why these choices:
 * **appending builds the mix**: every episode id is unique, and without ``--seed`` a run starts
   after the highest seed already in ``--bags``, so successive runs with other knobs add new
   layouts (successes from a clean expert, failures from a noisy one) to the same folder.
+* **nothing lost at the start**: a discarded warm-up episode proves that the expert answers the
+  sim's frames before the first recorded one (DDS lists a subscriber before all its readers
+  have matched; the first frames of the first episode could otherwise go unanswered).
 * **robust**: a child that dies stops the run with its exit code and last output lines; every
   wait has a timeout; Ctrl-C or SIGTERM discards the episode in progress (a partial episode is
   not training data) and stops the children, which also die with this process if it is killed
