@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from qt_common.processes import stop_process_group
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = TESTS_DIR.parent
@@ -102,17 +103,7 @@ class ChildProcess:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGINT, then SIGTERM, then SIGKILL to this child's own process group."""
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if self.popen.poll() is not None:
-                break
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(self.popen, timeout)
         return self.wait(timeout=timeout)
 
 

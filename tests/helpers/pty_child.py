@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import pty
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
+
+from qt_common.processes import stop_process_group
 
 from helpers.processes import REPO_ROOT, TESTS_DIR
 
@@ -79,17 +80,7 @@ class PtyChild:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGINT, then SIGTERM, then SIGKILL to this child's own process group."""
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if self.popen.poll() is not None:
-                break
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(self.popen, timeout)
         code = self.popen.wait(timeout=timeout)
         self._reader.join(timeout=2)
         os.close(self.master)

@@ -37,8 +37,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from qt_common.processes import stop_process_group
+
 _PR_SET_PDEATHSIG = 1
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
 
 class ChildDied(RuntimeError):
@@ -133,18 +134,7 @@ class Child:
 
     def stop(self, grace_s: float = 10.0) -> int | None:
         """SIGINT, then SIGTERM, then SIGKILL to this child's own process group; its exit code."""
-        for sig in STOP_SIGNALS:
-            if self.popen.poll() is not None:
-                break
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                continue
-        code = self.popen.poll()
+        code = stop_process_group(self.popen, grace_s)
         self._reader.join(timeout=5.0)
         self.new_lines()
         if self._log is not None:
