@@ -8,13 +8,12 @@ pip-only machine) start the same nodes with  python -m qt_sim.driver_node  and
 python -m qt_sim.expert_teleop  (docs/SIM.md).
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
