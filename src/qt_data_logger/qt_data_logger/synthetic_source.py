@@ -178,15 +178,24 @@ def run_camera(source: _Source) -> int:
         return 1
     base, step = encode_frame(synthetic_frame(0, width, height), args.encoding)
     buffer = bytearray(base)
-    first = last = 0
-    count = 0
+
+    def frame(i: int, ns: int) -> object:
+        buffer[0:8] = i.to_bytes(8, "little")
+        return _image(source, bytes(buffer), step, width, height, args.encoding, ns)
+
+    return _publish_paced(source, pub, frame)
+
+
+def _publish_paced(source: _Source, pub: object, make_message) -> int:
+    """Publish ``make_message(i, stamp_ns)`` at the source's rate, then report what was sent."""
+    args = source.args
+    count, first, last = 0, 0, 0
     pacer = Pacer(args.rate)
     for i in _paced(args.rate, args.count, args.seconds, pacer):
-        buffer[0:8] = i.to_bytes(8, "little")
         ns = source.now_ns()
         first = first or ns
         last = ns
-        pub.publish(_image(source, bytes(buffer), step, width, height, args.encoding, ns))
+        pub.publish(make_message(i, ns))
         count += 1
     acked = source.wait_acked()
     print(
@@ -207,21 +216,7 @@ def run_actions(source: _Source) -> int:
         return 1
     total = args.count or round(args.seconds * args.rate)
     values = synthetic_actions(total, args.seed, spec)
-    count, first, last = 0, 0, 0
-    pacer = Pacer(args.rate)
-    for i in _paced(args.rate, args.count, args.seconds, pacer):
-        ns = source.now_ns()
-        first = first or ns
-        last = ns
-        pub.publish(_action(source, spec, values[i], ns))
-        count += 1
-    acked = source.wait_acked()
-    print(
-        f"PUBLISHED topic={pub.topic_name} count={count} first_ns={first} last_ns={last} acked={acked} "
-        f"max_late_s={pacer.max_late_s:.3f} stalls={pacer.stalls}",
-        flush=True,
-    )
-    return 0
+    return _publish_paced(source, pub, lambda i, ns: _action(source, spec, values[i], ns))
 
 
 def run_episodes(source: _Source) -> int:
