@@ -14,7 +14,6 @@ should fall inside the card's 95 % interval.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from qt_policy_node.decoder import PolicyCardError, load_card
 from qt_policy_node.eval_report import terminal_table, write_outputs
-from qt_policy_node.evaluate import add_arguments, evaluate
+from qt_policy_node.evaluate import add_arguments, evaluate_or_exit_code
 from qt_policy_node.params import default_model_path
 
 
@@ -67,14 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"qt demo: {card.get('model_id')} ({card.get('algorithm')}) from {args.model} drives the simulated arm "
           "through the policy node; a short evaluation follows", flush=True)
-    try:
-        report, results = evaluate(args, "qt demo " + shlex.join(argv))
-    except KeyboardInterrupt:
-        print("\nqt demo: interrupted; the nodes are stopped", file=sys.stderr)
-        return 130
-    except (PolicyCardError, ValueError, RuntimeError, TimeoutError) as exc:
-        print(f"qt demo: {exc}", file=sys.stderr)
-        return 1
+    outcome = evaluate_or_exit_code(args, "demo", argv)
+    if isinstance(outcome, int):
+        return outcome
+    report, results = outcome
     out = args.out or Path(tempfile.mkdtemp(prefix="qt-demo-"))
     paths = write_outputs(report, results, out)
     row = report["overall"]

@@ -146,6 +146,20 @@ def evaluate(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], li
     return build_report(results, meta), results
 
 
+def evaluate_or_exit_code(args: argparse.Namespace, verb: str, argv: list[str]
+                          ) -> tuple[dict[str, Any], list[Any]] | int:
+    """:func:`evaluate` for a ``qt`` verb: an interruption or a clear failure is printed and
+    becomes the verb's exit code (130 or 1) instead of a traceback."""
+    try:
+        return evaluate(args, f"qt {verb} " + shlex.join(argv))
+    except KeyboardInterrupt:
+        print(f"\nqt {verb}: interrupted; the nodes are stopped", file=sys.stderr)
+        return 130
+    except (PolicyCardError, ValueError, RuntimeError, TimeoutError) as exc:
+        print(f"qt {verb}: {exc}", file=sys.stderr)
+        return 1
+
+
 def default_out(model: Path, mode: str, split: str) -> Path:
     return Path("runs") / "eval" / model.expanduser().resolve().name / f"{mode}-{split}"
 
@@ -153,14 +167,10 @@ def default_out(model: Path, mode: str, split: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    try:
-        report, results = evaluate(args, "qt eval " + shlex.join(argv))
-    except KeyboardInterrupt:
-        print("\nqt eval: interrupted; the nodes are stopped", file=sys.stderr)
-        return 130
-    except (PolicyCardError, ValueError, RuntimeError, TimeoutError) as exc:
-        print(f"qt eval: {exc}", file=sys.stderr)
-        return 1
+    outcome = evaluate_or_exit_code(args, "eval", argv)
+    if isinstance(outcome, int):
+        return outcome
+    report, results = outcome
     out = args.out or default_out(args.model, args.mode, args.split)
     paths = write_outputs(report, results, out)
     print()
