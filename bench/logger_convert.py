@@ -51,6 +51,13 @@ def make_bags(root: Path, count: int, steps: int, width: int, height: int, rate_
     ]
     period = int(1e9 / rate_hz)
     frames = [encode_frame(synthetic_frame(i, width, height), "rgb8")[0] for i in range(16)]
+
+    def camera_image(ns: int, frame: bytes) -> object:
+        return types["sensor_msgs/msg/Image"](
+            header=_header(types, ns, "camera_optical_frame"), height=height, width=width, encoding="rgb8",
+            is_bigendian=0, step=width * 3, data=np.frombuffer(frame, np.uint8),
+        )
+
     paths = []
     for b in range(count):
         path = root / f"episode_{b:03d}"
@@ -59,15 +66,7 @@ def make_bags(root: Path, count: int, steps: int, width: int, height: int, rate_
         values = synthetic_actions(steps, b)
         for i in range(steps):
             ns = T0 + b * 10**12 + i * period
-            image = types["sensor_msgs/msg/Image"](
-                header=_header(types, ns, "camera_optical_frame"),
-                height=height,
-                width=width,
-                encoding="rgb8",
-                is_bigendian=0,
-                step=width * 3,
-                data=np.frombuffer(frames[(b + i) % len(frames)], np.uint8),
-            )
+            image = camera_image(ns, frames[(b + i) % len(frames)])
             writer.write("/camera/image_raw", ns, bytes(store.serialize_cdr(image, "sensor_msgs/msg/Image")))
             action = types["qt_msgs/msg/ArmAction"](
                 header=_header(types, ns + 1000, "base_link"),
@@ -79,15 +78,7 @@ def make_bags(root: Path, count: int, steps: int, width: int, height: int, rate_
             )
             writer.write("/qt/action", ns + 1000, bytes(store.serialize_cdr(action, "qt_msgs/msg/ArmAction")))
         final = T0 + b * 10**12 + steps * period  # the outcome frame after the last action
-        image = types["sensor_msgs/msg/Image"](
-            header=_header(types, final, "camera_optical_frame"),
-            height=height,
-            width=width,
-            encoding="rgb8",
-            is_bigendian=0,
-            step=width * 3,
-            data=np.frombuffer(frames[0], np.uint8),
-        )
+        image = camera_image(final, frames[0])
         writer.write("/camera/image_raw", final, bytes(store.serialize_cdr(image, "sensor_msgs/msg/Image")))
         outcome = "success" if b % 2 == 0 else "failure"
         writer.finalize(
