@@ -22,11 +22,14 @@ import numpy as np
 from qt_common.action_spec import ActionSpec
 
 FORMAT = "qt-dataset"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)  # 2 adds proprio_layout and the optional object_poses
 OUTCOMES = ("success", "failure")
 
 # name -> (dtype, per-frame shape given meta); the order is the on-disk contract.
 _ARRAYS = ("images", "bins", "proprio", "reward", "done", "return_to_go", "episode_index", "instruction_index")
+# Present only when the bags carried them: training-only targets, never a policy input on a robot.
+_OPTIONAL_ARRAYS = ("object_poses",)
 
 
 class DatasetError(ValueError):
@@ -42,6 +45,9 @@ class Episode:
     instruction: str
     outcome: str  # "success" or "failure" (discarded episodes never get here)
     proprio: np.ndarray | None = None  # float32 [T, P]
+    # float32 [T, K * 7]: the simulator's object poses (x y z, quaternion w x y z per object), for
+    # auxiliary losses and the low-dim mode; None on a real robot.
+    object_poses: np.ndarray | None = None
     episode_id: str = ""
     task_id: str = ""
     source_bag: str = ""
@@ -63,6 +69,12 @@ def monte_carlo_returns(reward: np.ndarray, done: np.ndarray, gamma: float) -> n
         running = float(reward[t]) + gamma * running
         returns[t] = running
     return returns.astype(np.float32)
+
+
+def _layout_for_dim(dim: int) -> str:
+    from qt_common.proprio import layout_for_dim
+
+    return layout_for_dim(dim)
 
 
 def _episode_rewards(length: int, outcome: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,10 +100,10 @@ class Dataset:
             raise DatasetError(f"{meta_path}: invalid JSON ({exc})") from exc
         if self.meta.get("format") != FORMAT:
             raise DatasetError(f"{meta_path}: field 'format' must be {FORMAT!r}, got {self.meta.get('format')!r}")
-        if self.meta.get("schema_version") != SCHEMA_VERSION:
+        if self.meta.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
             raise DatasetError(
                 f"{meta_path}: field 'schema_version' is {self.meta.get('schema_version')!r}; "
-                f"this code reads version {SCHEMA_VERSION}"
+                f"this code reads versions {READABLE_SCHEMA_VERSIONS}"
             )
         self.action_spec = ActionSpec.from_dict(self.meta["action_spec"])
         self.image_shape = tuple(self.meta["image_shape"])
@@ -108,6 +120,15 @@ class Dataset:
             if array.shape[0] != n:
                 raise DatasetError(f"{file}: {array.shape[0]} frames, meta.json says num_frames={n}")
             self.arrays[name] = array
+        for name in _OPTIONAL_ARRAYS:
+            file = self.path / f"{name}.npy"
+            if file.is_file():
+                array = np.load(file, mmap_mode="r")
+                if array.shape[0] != n:
+                    raise DatasetError(f"{file}: {array.shape[0]} frames, meta.json says num_frames={n}")
+                self.arrays[name] = array
+        dim = int(self.proprio.shape[1])
+        self.proprio_layout: str = self.meta.get("proprio_layout") or _layout_for_dim(dim)
 
     def __len__(self) -> int:
         return int(self.meta["num_frames"])
@@ -123,6 +144,11 @@ class Dataset:
     @property
     def proprio(self) -> np.ndarray:
         return self.arrays["proprio"]
+
+    @property
+    def object_poses(self) -> np.ndarray | None:
+        """float32 [N, K * 7] object poses (training-only targets), or None if the bags had none."""
+        return self.arrays.get("object_poses")
 
     @property
     def reward(self) -> np.ndarray:
@@ -195,11 +221,15 @@ class DatasetWriter:
         gamma: float = 0.98,
         append: bool = False,
         created_by: str = "",
+        proprio_layout: str = "",
+        object_pose_dim: int = 0,
     ):
         self.path = Path(path)
         self.action_spec = action_spec
         self.image_shape = tuple(int(v) for v in image_shape)
         self.proprio_dim = int(proprio_dim)
+        self.proprio_layout = proprio_layout or _layout_for_dim(self.proprio_dim)
+        self.object_pose_dim = int(object_pose_dim)
         self.gamma = float(gamma)
         self.created_by = created_by
         if len(self.image_shape) != 3 or self.image_shape[2] != 3:
@@ -225,6 +255,12 @@ class DatasetWriter:
             raise DatasetError(f"{self.path}: existing image_shape {existing.image_shape} != {self.image_shape}")
         if existing.proprio.shape[1] != self.proprio_dim:
             raise DatasetError(f"{self.path}: existing proprio_dim {existing.proprio.shape[1]} != {self.proprio_dim}")
+        if existing.proprio_layout != self.proprio_layout:
+            raise DatasetError(f"{self.path}: existing proprio_layout {existing.proprio_layout!r} != "
+                               f"{self.proprio_layout!r}")
+        existing_objects = 0 if existing.object_poses is None else int(existing.object_poses.shape[1])
+        if existing_objects != self.object_pose_dim:
+            raise DatasetError(f"{self.path}: existing object_pose_dim {existing_objects} != {self.object_pose_dim}")
         if existing.gamma != self.gamma:
             raise DatasetError(f"{self.path}: existing gamma {existing.gamma} != {self.gamma}")
 
@@ -272,12 +308,22 @@ class DatasetWriter:
             raise DatasetError(f"{where}: proprio must be [{t}, {self.proprio_dim}], got {proprio.shape}")
         if not np.isfinite(proprio).all():
             raise DatasetError(f"{where}: proprio contains NaN or inf")
+        arrays: dict[str, np.ndarray] = {}
+        if self.object_pose_dim:
+            objects = episode.object_poses
+            if objects is None or np.asarray(objects).shape != (t, self.object_pose_dim):
+                got = None if objects is None else np.asarray(objects).shape
+                raise DatasetError(f"{where}: object_poses must be [{t}, {self.object_pose_dim}], got {got}")
+            if not np.isfinite(objects).all():
+                raise DatasetError(f"{where}: object_poses contains NaN or inf")
+            arrays["object_poses"] = np.asarray(objects, np.float32)
         if episode.outcome not in OUTCOMES:
             raise DatasetError(f"{where}: outcome must be one of {OUTCOMES}, got {episode.outcome!r}")
         if not episode.instruction:
             raise DatasetError(f"{where}: instruction must be a non-empty string")
         reward, done = _episode_rewards(t, episode.outcome)
-        return {"images": images, "bins": bins.astype(np.uint16), "proprio": proprio, "reward": reward, "done": done}
+        return {"images": images, "bins": bins.astype(np.uint16), "proprio": proprio, "reward": reward, "done": done,
+                **arrays}
 
     @property
     def num_new_episodes(self) -> int:
@@ -301,6 +347,8 @@ class DatasetWriter:
             "episode_index": (np.int32, (n,)),
             "instruction_index": (np.int32, (n,)),
         }
+        if self.object_pose_dim:
+            specs["object_poses"] = (np.float32, (n, self.object_pose_dim))
         out = {
             name: np.lib.format.open_memmap(out_dir / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
             for name, (dtype, shape) in specs.items()
@@ -313,7 +361,8 @@ class DatasetWriter:
         for staged, record in self._new:
             with np.load(staged) as arrays:
                 end = cursor + record["length"]
-                for name in ("images", "bins", "proprio", "reward", "done"):
+                for name in ("images", "bins", "proprio", "reward", "done", *(["object_poses"] if
+                                                                            self.object_pose_dim else [])):
                     out[name][cursor:end] = arrays[name]
                 out["episode_index"][cursor:end] = len(episodes)
                 out["instruction_index"][cursor:end] = record["instruction_index"]
@@ -331,6 +380,8 @@ class DatasetWriter:
             "action_spec_digest": self.action_spec.digest(),
             "image_shape": list(self.image_shape),
             "proprio_dim": p,
+            "proprio_layout": self.proprio_layout,
+            "object_pose_dim": self.object_pose_dim,
             "gamma": self.gamma,
             "num_frames": n,
             "instructions": self._instructions,

@@ -1,15 +1,23 @@
-"""Scripted expert: solves every task from the true object poses, with three failure knobs.
+"""Scripted expert: solves every task from the true object poses, with failure knobs.
 
-The expert is a small state machine per task kind that re-reads the world every step (so it
-recovers from slips, pushes that drift, and its own noise):
+The expert is **Markov in what the policy observes**: every decision is a function of the
+current scene (end-effector pose, measured finger opening, cube and target poses: what the
+camera and the proprio show) and the episode's task, nothing else. No tick counters, no phase
+variable, no direction-dependent thresholds. Why: a learner sees only the observation; an expert
+that counts "close for 3 ticks, then lift" labels identical observations "stay" twice and
+"lift" once, and behaviour cloning then learns "stay forever" (measured: low-dim BC 8/60 with
+the counter, 42/60 without; FIELD-NOTES.md). tests/sim/test_expert.py replays clean episodes and
+checks that equal observations always got the same action.
 
-* pick:  hover over the cube with the fingers open and the gripper yawed to the cube's faces,
-         descend, close, lift.
-* place: pick, carry the cube over the target at a safe height, lower it until it rests, open,
-         retreat upwards.
-* push:  close the fingers, hover behind the cube on the line target->cube with the broad finger
-         face across that line, descend to the table, push along the line (re-aimed every step
-         at the current cube position); back off and re-approach if the cube slips sideways.
+* pick:  approach at hover height with the fingers open and the gripper yawed to the cube's
+         faces; descend once within 1 cm and aligned; close at the floor; lift as soon as the
+         measured opening shows the fingers on the cube; fingers closed on nothing -> open and
+         go back up.
+* place: pick; with the cube held, lift, carry it over the target, lower it until it rests,
+         open; a cube resting on the target with open fingers -> retreat upwards.
+* push:  fingers closed; approach the pre-push point behind the cube at hover height, descend
+         there, push along the line target<-cube (re-aimed every step) while the pusher is low
+         and in the pushing band behind the cube; low anywhere else -> back off upwards.
 
 Failure knobs (so collected data mixes successes and failures at a chosen rate):
 
@@ -17,16 +25,23 @@ Failure knobs (so collected data mixes successes and failures at a chosen rate):
 * ``random_action_prob``: per step, the action is replaced by a uniform random one.
 * ``wrong_object_prob``: per episode, the expert goes for another cube than the task's.
 
-It reads only what a camera-less operator station could also know from the ROS topics
-(end-effector pose, finger opening, cube and target poses; see :class:`WorldView`), so the same
-class drives both the gymnasium env and the expert teleop node.
+These change the behaviour *and* its label (the recorded action is the one executed). The
+recovery knobs (DART, Laskey et al. 2017) perturb only what is executed; the label stays the
+clean decision, so the data shows how to recover from the states a learner drifts into:
+
+* ``dart_noise_std``: Gaussian noise on the executed dx dy dz dyaw (normalised units).
+* ``dart_gripper_flip_prob``: per step, the executed gripper command is inverted.
+
+:meth:`ScriptedExpert.step` returns both (executed, label). It reads only what a camera-less
+operator station could also know from the ROS topics (see :class:`WorldView`), so the same class
+drives both the gymnasium env and the expert teleop node.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import transforms3d
@@ -40,15 +55,20 @@ from qt_sim.world import CUBE_COLOURS, CUBE_HALF, OBJECT_ORDER, TARGET_COLOURS, 
 HOVER_Z = 0.10  # m, end-effector height for moving over the table
 CARRY_Z = 0.13  # m, end-effector height while carrying a cube
 GRASP_Z = 0.022  # m, end-effector goal when grasping (the workspace floor clips it to 0.025)
+CLOSE_Z = 0.030  # m, close the fingers once the end effector is below this
 LIFT_Z = 0.15  # m, pick: lift the cube to here
 XY_TOLERANCE = 0.010  # m, close enough above the cube / target
 YAW_TOLERANCE = 0.10  # rad
-CLOSE_STEPS = 3  # steps with the gripper closing before lifting
-OPEN_STEPS = 2  # steps with the gripper opening before retreating (place)
+# The fingers stop on a 4 cm cube near opening 0.5; "on the cube" is an opening in this band
+# with the cube between the fingertips. Below the band the fingers closed on nothing.
+HELD_OPENING = (0.2, 0.9)
+HELD_XY = 0.03  # m, cube centre within this of the end effector (horizontally)
+HELD_Z = 0.03  # m, and within this vertically
 PUSH_STANDOFF = 0.065  # m, pre-push point behind the cube centre
 PUSH_CONTACT = 0.032  # m, cube half (0.02) + closed finger pair half thickness (0.012)
 PUSH_SPEED = 0.010  # m per step while pushing
-PUSH_MAX_LATERAL = 0.018  # m, pusher off the push line by more than this -> re-approach
+PUSH_MAX_LATERAL = 0.018  # m, pusher off the push line by more than this -> back off
+PUSH_LOW_Z = GRASP_Z + 0.010  # m, pusher low enough to push
 GRIPPER_OPEN, GRIPPER_CLOSE = 1.0, -1.0
 
 
@@ -99,18 +119,30 @@ class ExpertKnobs:
     noise_std: float = 0.0
     random_action_prob: float = 0.0
     wrong_object_prob: float = 0.0
+    dart_noise_std: float = 0.0
+    dart_gripper_flip_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise ValueError(f"noise_std: expected a finite value >= 0, got {self.noise_std}")
-        for name in ("random_action_prob", "wrong_object_prob"):
+        for name in ("noise_std", "dart_noise_std"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite value >= 0, got {value}")
+        for name in ("random_action_prob", "wrong_object_prob", "dart_gripper_flip_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
 
+    @property
+    def relabels(self) -> bool:
+        """True when executed actions may differ from their labels (DART knobs on)."""
+        return self.dart_noise_std > 0 or self.dart_gripper_flip_prob > 0
+
+    def describe(self) -> str:
+        return " ".join(f"{k}={v:g}" for k, v in asdict(self).items())
+
 
 class ScriptedExpert:
-    """Call :meth:`reset` at the start of every episode, then :meth:`act` once per step."""
+    """Call :meth:`reset` at the start of every episode, then :meth:`step` (or :meth:`act`) once per step."""
 
     def __init__(self, knobs: ExpertKnobs | None = None, action_spec: ActionSpec | None = None):
         self.knobs = knobs or ExpertKnobs()
@@ -119,8 +151,7 @@ class ScriptedExpert:
         self._rng = np.random.default_rng(0)
         self.task: Task | None = None
         self.cube = ""
-        self.phase = "idle"
-        self._counter = 0
+        self.phase = "idle"  # what the last decision was (for logs and tests; never read back)
 
     def reset(self, task_id: str, seed: int | None = None) -> None:
         """Start an episode of ``task_id``; ``seed`` makes the knobs' randomness reproducible."""
@@ -130,26 +161,40 @@ class ScriptedExpert:
         if self._rng.random() < self.knobs.wrong_object_prob:
             others = [c for c in CUBE_COLOURS if c != self.task.cube]
             self.cube = others[int(self._rng.integers(len(others)))]
-        self.phase = "push_approach" if self.task.kind == "push" else "approach"
-        self._counter = 0
+        self.phase = "idle"
 
     @property
     def wrong_object(self) -> bool:
         return self.task is not None and self.cube != self.task.cube
 
     def act(self, view: WorldView) -> np.ndarray:
-        """Normalised action in [-1, 1]^5 for the current world (knobs applied)."""
+        """The normalised action in [-1, 1]^5 to execute for the current world (all knobs applied)."""
+        return self.step(view)[0]
+
+    def step(self, view: WorldView) -> tuple[np.ndarray, np.ndarray]:
+        """(executed, label): the action to send to the arm and the one to learn from.
+
+        The label is the behaviour knobs' action (noise, random actions, wrong object: what the
+        operator meant to do, as recorded today); the executed action additionally carries the
+        DART perturbation. Without DART knobs both are the same array values.
+        """
         if self.task is None:
             raise RuntimeError("act before reset: call reset(task_id) first")
-        clean = self.clean_action(view)
+        label = self.clean_action(view)
         if self._rng.random() < self.knobs.random_action_prob:
-            return self._rng.uniform(-1.0, 1.0, size=5)
-        if self.knobs.noise_std > 0:
-            clean = clean + self._rng.normal(0.0, self.knobs.noise_std, size=5)
-        return np.clip(clean, -1.0, 1.0)
+            label = self._rng.uniform(-1.0, 1.0, size=5)
+        elif self.knobs.noise_std > 0:
+            label = label + self._rng.normal(0.0, self.knobs.noise_std, size=5)
+        label = np.clip(label, -1.0, 1.0)
+        executed = label.copy()
+        if self.knobs.dart_noise_std > 0:
+            executed[:4] += self._rng.normal(0.0, self.knobs.dart_noise_std, size=4)
+        if self.knobs.dart_gripper_flip_prob > 0 and self._rng.random() < self.knobs.dart_gripper_flip_prob:
+            executed[4] = -executed[4]
+        return np.clip(executed, -1.0, 1.0), label
 
     def clean_action(self, view: WorldView) -> np.ndarray:
-        """The noiseless action (advances the state machine)."""
+        """The noiseless action: a pure function of ``view`` and the episode's task and cube."""
         assert self.task is not None
         if self.task.kind == "push":
             goal, yaw, gripper = self._push(view)
@@ -163,58 +208,49 @@ class ScriptedExpert:
         assert self.task is not None
         cube = view.cube_pos[self.cube]
         ee = view.ee_pos
-        grasp_yaw = self._nearest_yaw(view.ee_yaw, view.cube_yaw[self.cube], math.pi / 2)
+        opening = view.gripper_opening
         lift = cube[2] - CUBE_HALF
         xy_err = float(np.hypot(*(cube[:2] - ee[:2])))
-        held = lift > 0.01 and xy_err < 0.03 and view.gripper_opening > 0.2
+        between = xy_err < HELD_XY and abs(cube[2] - ee[2]) < HELD_Z
+        held = between and HELD_OPENING[0] < opening < HELD_OPENING[1]
 
-        if self.phase == "approach":
-            if xy_err < XY_TOLERANCE and abs(wrap_angle(grasp_yaw - view.ee_yaw)) < YAW_TOLERANCE:
-                self.phase = "descend"
-            return np.array([cube[0], cube[1], HOVER_Z]), grasp_yaw, GRIPPER_OPEN
-        if self.phase == "descend":
-            if xy_err > 2.5 * XY_TOLERANCE:
-                self.phase = "approach"
-            elif ee[2] < GRASP_Z + 0.012:
-                self.phase, self._counter = "close", 0
-            return np.array([cube[0], cube[1], GRASP_Z]), grasp_yaw, GRIPPER_OPEN
-        if self.phase == "close":
-            self._counter += 1
-            if self._counter >= CLOSE_STEPS:
-                # Fingers closed on nothing: the cube was missed, open and try again.
-                self.phase = "lift" if view.gripper_opening > 0.2 else "approach"
-            return np.array([cube[0], cube[1], GRASP_Z]), grasp_yaw, GRIPPER_CLOSE
-        if self.phase == "lift":
-            if ee[2] > 0.07 and not held:
-                self.phase = "approach"  # dropped or missed
-            elif self.task.kind == "place" and lift > 0.04:
+        if self.task.kind == "place":
+            goal_xy = view.target_pos[self.task.target or ""][:2]
+            offset = goal_xy - cube[:2]  # move the cube, not the end effector, over the target
+            over = float(np.hypot(*offset)) < XY_TOLERANCE
+            if held:
+                if over and lift < 0.006:
+                    self.phase = "release"
+                    return ee.copy(), view.ee_yaw, GRIPPER_OPEN
+                if over:
+                    self.phase = "lower"
+                    return np.array([ee[0] + offset[0], ee[1] + offset[1], ee[2] - (lift - 0.002)]), view.ee_yaw, \
+                        GRIPPER_CLOSE
+                if lift < 0.04:
+                    self.phase = "lift"
+                    return np.array([ee[0], ee[1], CARRY_Z]), view.ee_yaw, GRIPPER_CLOSE
                 self.phase = "carry"
+                return np.array([ee[0] + offset[0], ee[1] + offset[1], CARRY_Z]), view.ee_yaw, GRIPPER_CLOSE
+            if float(np.hypot(*offset)) < 2 * XY_TOLERANCE and lift < 0.01 and opening >= HELD_OPENING[1]:
+                self.phase = "retreat"  # placed and let go: clear the cube
+                return np.array([ee[0], ee[1], HOVER_Z]), view.ee_yaw, GRIPPER_OPEN
+        elif held:
+            self.phase = "lift"
             return np.array([ee[0], ee[1], LIFT_Z]), view.ee_yaw, GRIPPER_CLOSE
-        goal_xy = view.target_pos[self.task.target or ""][:2]
-        offset = goal_xy - cube[:2]  # move the cube, not the end effector, over the target
-        if self.phase == "carry":
-            if not held:
-                self.phase = "approach"
-            elif float(np.hypot(*offset)) < XY_TOLERANCE * 0.8:
-                self.phase = "lower"
-            return np.array([ee[0] + offset[0], ee[1] + offset[1], CARRY_Z]), view.ee_yaw, GRIPPER_CLOSE
-        if self.phase == "lower":
-            if not held and lift > 0.01:
-                self.phase = "approach"
-            elif lift < 0.006:
-                self.phase, self._counter = "release", 0
-            goal_z = ee[2] - (lift - 0.002)
-            return np.array([ee[0] + offset[0], ee[1] + offset[1], goal_z]), view.ee_yaw, GRIPPER_CLOSE
-        if self.phase == "release":
-            self._counter += 1
-            if self._counter >= OPEN_STEPS:
-                self.phase = "retreat"
-            return ee.copy(), view.ee_yaw, GRIPPER_OPEN
-        # retreat: straight up with the fingers open; if the cube is not on the target any more,
-        # start over.
-        if float(np.hypot(*offset)) > 0.04 and ee[2] > HOVER_Z - 0.02:
-            self.phase = "approach"
-        return np.array([ee[0], ee[1], HOVER_Z]), view.ee_yaw, GRIPPER_OPEN
+
+        if opening <= HELD_OPENING[0]:
+            self.phase = "reopen"  # closed on nothing: open and go back up
+            return np.array([ee[0], ee[1], HOVER_Z]), view.ee_yaw, GRIPPER_OPEN
+        grasp_yaw = self._nearest_yaw(view.ee_yaw, view.cube_yaw[self.cube], math.pi / 2)
+        aligned = xy_err < XY_TOLERANCE and abs(wrap_angle(grasp_yaw - view.ee_yaw)) < YAW_TOLERANCE
+        if aligned and ee[2] < CLOSE_Z:
+            self.phase = "close"
+            return np.array([cube[0], cube[1], GRASP_Z]), grasp_yaw, GRIPPER_CLOSE
+        if aligned:
+            self.phase = "descend"
+            return np.array([cube[0], cube[1], GRASP_Z]), grasp_yaw, GRIPPER_OPEN
+        self.phase = "approach"
+        return np.array([cube[0], cube[1], HOVER_Z]), grasp_yaw, GRIPPER_OPEN
 
     # ---- push -----------------------------------------------------------------------------
 
@@ -226,36 +262,29 @@ class ScriptedExpert:
         line = goal_xy - cube
         u = line / max(float(np.linalg.norm(line)), 1e-6)
         normal = np.array([-u[1], u[0]])
-        # Broad face of the closed finger pair is normal to the site y axis: aim site y along u.
-        push_yaw = self._nearest_yaw(view.ee_yaw, math.atan2(-u[0], u[1]), math.pi, keep_side=self.phase == "push")
         rel = ee[:2] - cube
         along, lateral = float(rel @ u), float(rel @ normal)
         pre = cube - PUSH_STANDOFF * u
+        in_band = abs(lateral) <= PUSH_MAX_LATERAL and -PUSH_STANDOFF - 0.02 <= along <= -PUSH_CONTACT + 0.012
+        pushing = in_band and ee[2] < PUSH_LOW_Z
+        # Broad face of the closed finger pair is normal to the site y axis: aim site y along u.
+        push_yaw = self._nearest_yaw(view.ee_yaw, math.atan2(-u[0], u[1]), math.pi, keep_side=pushing)
 
-        if self.phase == "push_approach":
-            err = float(np.hypot(*(pre - ee[:2])))
-            if err < XY_TOLERANCE and abs(wrap_angle(push_yaw - view.ee_yaw)) < YAW_TOLERANCE:
-                self.phase = "push_descend"
-            return np.array([pre[0], pre[1], HOVER_Z]), push_yaw, GRIPPER_CLOSE
-        if self.phase == "push_descend":
-            if float(np.hypot(*(pre - ee[:2]))) > 2.5 * XY_TOLERANCE:
-                self.phase = "push_approach"
-            elif ee[2] < GRASP_Z + 0.010:
-                self.phase = "push"
+        if pushing:
+            self.phase = "push"  # advance along the line and pull back onto it
+            step = min(PUSH_SPEED, float(np.linalg.norm(line)) + 0.005)
+            goal = ee[:2] + step * u - 0.8 * lateral * normal
+            return np.array([goal[0], goal[1], GRASP_Z]), push_yaw, GRIPPER_CLOSE
+        at_pre = float(np.hypot(*(pre - ee[:2]))) < XY_TOLERANCE
+        if at_pre and abs(wrap_angle(push_yaw - view.ee_yaw)) < YAW_TOLERANCE:
+            self.phase = "push_descend"
             return np.array([pre[0], pre[1], GRASP_Z]), push_yaw, GRIPPER_CLOSE
-        if self.phase == "push":
-            if abs(lateral) > PUSH_MAX_LATERAL or along > -PUSH_CONTACT + 0.012:
-                self.phase = "push_retreat"
-            else:
-                # Advance along the line and pull back onto it.
-                step = min(PUSH_SPEED, float(np.linalg.norm(line)) + 0.005)
-                goal = ee[:2] + step * u - 0.8 * lateral * normal
-                return np.array([goal[0], goal[1], GRASP_Z]), push_yaw, GRIPPER_CLOSE
-        # push_retreat: back away from the cube and lift before re-approaching.
-        if ee[2] > HOVER_Z - 0.03:
-            self.phase = "push_approach"
-        back = ee[:2] - 0.01 * u
-        return np.array([back[0], back[1], HOVER_Z]), push_yaw, GRIPPER_CLOSE
+        if ee[2] < HOVER_Z - 0.03 and not in_band:
+            self.phase = "push_retreat"  # low but off the line (or past the cube): back off upwards
+            back = ee[:2] - 0.01 * u
+            return np.array([back[0], back[1], HOVER_Z]), push_yaw, GRIPPER_CLOSE
+        self.phase = "push_approach"
+        return np.array([pre[0], pre[1], HOVER_Z]), push_yaw, GRIPPER_CLOSE
 
     # ---- helpers --------------------------------------------------------------------------
 
