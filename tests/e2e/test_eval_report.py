@@ -154,8 +154,8 @@ def test_inprocess_proprio_is_what_the_policy_node_reads_from_the_driver():
     """ee_pose_vector(scene state) == pose_into(PoseStamped the driver builds from that state)."""
     from geometry_msgs.msg import PoseStamped
     from qt_policy_node.proprio import ee_pose_vector, pose_into
-    from qt_sim.driver_node import make_pose
     from qt_sim.env import TabletopEnv
+    from qt_sim.messages import make_pose
 
     env = TabletopEnv(width=16, height=16, render_images=False)
     try:

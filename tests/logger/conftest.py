@@ -22,8 +22,10 @@ TOPIC_PARAMETERS = {
     "compressed_camera_topic": "/camera/image_raw/compressed",
     "instruction_topic": "/instruction",
     "action_topic": "/qt/action",
+    "label_topic": "/qt/action_label",
     "joint_states_topic": "/joint_states",
     "ee_pose_topic": "/ee_pose",
+    "object_poses_topic": "/sim/object_poses",
     "events_topic": "/episode/events",
 }
 
@@ -114,6 +116,9 @@ def convert_flags() -> list[str]:
         "events": "events_topic",
         "instruction": "instruction_topic",
         "ee-pose": "ee_pose_topic",
+        "joint-states": "joint_states_topic",
+        "label": "label_topic",
+        "object-poses": "object_poses_topic",
     }
     return [item for flag, name in flags.items() for item in (f"--{flag}-topic", PREFIX + TOPIC_PARAMETERS[name])]
 

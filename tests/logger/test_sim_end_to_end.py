@@ -143,6 +143,8 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
     out = qt_cli("convert", str(bags), "-o", str(tmp_path / "ds"), "--image-size", f"{HEIGHT}x{WIDTH}", *convert_flags)
     assert out.returncode == 0, out.stderr
     ds = Dataset(tmp_path / "ds")
+    assert ds.proprio_layout == "ee_yaw_gripper" and ds.object_poses is not None  # the sim's bags have both
+    assert {e["labels"] for e in ds.episodes} == {"label_topic"}
     by_id = {e["episode_id"]: i for i, e in enumerate(ds.episodes)}
     assert sorted(by_id) == sorted(e[3] for e in ends)
     for end_stamp, _, outcome, episode_id in ends:

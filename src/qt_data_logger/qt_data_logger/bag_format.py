@@ -66,6 +66,7 @@ STAMPED_TYPES = frozenset(
         "sensor_msgs/msg/CompressedImage",
         "sensor_msgs/msg/JointState",
         "geometry_msgs/msg/PoseStamped",
+        "geometry_msgs/msg/PoseArray",
         "qt_msgs/msg/ArmAction",
         "qt_msgs/msg/EpisodeEvent",
     }

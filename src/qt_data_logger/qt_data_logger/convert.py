@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 from qt_common.action_spec import ActionSpec
-from qt_common.dataset import DatasetError, DatasetWriter, Episode
+from qt_common.dataset import Dataset, DatasetError, DatasetWriter, Episode
 
+from qt_common import proprio as layouts
 from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_status import BagStatus, bag_digest, find_bags, inspect_bag
 from qt_data_logger.images import ImageFieldError, compressed_to_rgb, image_to_rgb, parse_image_cdr, resize_rgb
 
-PROPRIO_CHOICES = {"none": 0, "ee_pose": 7}
 # Values this far outside [low, high] (relative to the range) are float32 rounding, not errors.
 RANGE_TOLERANCE = 1e-5
 
@@ -66,13 +66,18 @@ class ConvertOptions:
     events_topic: str = "/episode/events"
     instruction_topic: str = "/instruction"
     ee_pose_topic: str = "/ee_pose"
-    proprio: str = "none"
+    joint_states_topic: str = "/joint_states"
+    label_topic: str = "/qt/action_label"  # "" ignores labels: bins from the executed actions
+    object_poses_topic: str = "/sim/object_poses"  # "" stores no object poses
+    proprio: str = "none"  # a qt_common.proprio layout; the CLI picks the default (default_proprio)
+    finger_joints: tuple[str, ...] = layouts.DEFAULT_FINGER_JOINTS
+    finger_travel_m: float = layouts.DEFAULT_FINGER_TRAVEL_M
     max_image_age_s: float = 0.5
     spec: ActionSpec = field(default_factory=ActionSpec.default)
 
     @property
     def proprio_dim(self) -> int:
-        return PROPRIO_CHOICES[self.proprio]
+        return layouts.layout(self.proprio).dim
 
 
 @dataclass
@@ -142,6 +147,79 @@ def _pair(stamps: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.searchsorted(stamps, at, side="right") - 1
 
 
+@dataclass
+class _Series:
+    """The messages of one stamped topic: header stamps (checked monotonic) and a value each."""
+
+    topic: str
+    stamps: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def add(self, bag: Path, index: int, stamp: int, value: Any) -> None:
+        _check_monotonic(bag, self.topic, self.stamps, index, stamp)
+        self.stamps.append(stamp)
+        self.values.append(value)
+
+    def newest(self, bag: Path, steps_at: np.ndarray) -> list[Any]:
+        """Per step, the value of the newest message stamped at or before it (the alignment rule)."""
+        of = _pair(np.asarray(self.stamps, dtype=np.int64), steps_at)
+        if (of < 0).any():
+            i = int(np.argmax(of < 0))
+            raise BagError(bag, self.topic, "header.stamp", f"step {i} (action stamped {steps_at[i]} ns) has no "
+                           "message stamped at or before it")
+        return [self.values[j] for j in of]
+
+    def matching(self, bag: Path, steps_at: np.ndarray) -> list[Any]:
+        """Per step, the value of the message stamped exactly like the action (a label echoes it)."""
+        by_stamp = dict(zip(self.stamps, self.values, strict=True))
+        missing = [int(t) for t in steps_at if int(t) not in by_stamp]
+        if missing:
+            raise BagError(bag, self.topic, "header.stamp", f"{len(missing)} action(s) without a message of the same "
+                           f"stamp, the first at {missing[0]} ns")
+        return [by_stamp[int(t)] for t in steps_at]
+
+
+def _needed_topics(options: ConvertOptions) -> list[tuple[str, str]]:
+    """(topic, reason) of the topics the proprio layout is built from."""
+    if options.proprio == "none":
+        return []
+    topics = [(options.ee_pose_topic, f"--proprio {options.proprio}")]
+    if layouts.layout(options.proprio).needs_joint_states:
+        topics.append((options.joint_states_topic, f"--proprio {options.proprio}"))
+    return topics
+
+
+def _value(bag: Path, options: ConvertOptions, topic: str, index: int, msg: Any) -> Any:
+    """What the converter keeps of one message of a proprio, label or object-pose topic."""
+    if topic == options.label_topic:
+        return _action_bins(bag, topic, index, msg, options.spec)
+    if topic == options.ee_pose_topic:
+        p, q = msg.pose.position, msg.pose.orientation
+        return (p.x, p.y, p.z), (q.w, q.x, q.y, q.z)
+    if topic == options.joint_states_topic:
+        positions = dict(zip(msg.name, msg.position, strict=False))
+        missing = [j for j in options.finger_joints if j not in positions]
+        if missing:
+            raise BagError(bag, topic, "name", f"message {index}: no joint {missing[0]!r} (joints {list(msg.name)}); "
+                           "name the gripper's joints with --finger-joints, or choose another --proprio")
+        return [float(positions[j]) for j in options.finger_joints]
+    # object poses: x y z, w x y z per pose, in message order
+    return [v for pose in msg.poses for v in (pose.position.x, pose.position.y, pose.position.z, pose.orientation.w,
+                                              pose.orientation.x, pose.orientation.y, pose.orientation.z)]
+
+
+def _proprio(bag: Path, options: ConvertOptions, series: dict[str, _Series], steps_at: np.ndarray) -> np.ndarray | None:
+    """The proprio layout per step, from the newest pose (and joint states) at or before each action."""
+    if options.proprio == "none":
+        return None
+    poses = series[options.ee_pose_topic].newest(bag, steps_at)
+    fingers: list[Any] = [None] * len(poses)
+    if options.joint_states_topic in series:
+        fingers = series[options.joint_states_topic].newest(bag, steps_at)
+    return np.stack([layouts.build(options.proprio, xyz, wxyz, f, options.finger_travel_m)
+                     for (xyz, wxyz), f in zip(poses, fingers, strict=True)])
+
+
 def read_episode(bag: Path, options: ConvertOptions, known_digests: frozenset[str] = frozenset()) -> BagResult:
     """Validate one bag and turn it into an Episode (runs in a worker process)."""
     status = inspect_bag(bag)
@@ -173,17 +251,16 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
                 bag, options.action_topic, "", f"missing topic (no messages); topics in bag: {sorted(topics)}"
             )
         wanted = [camera, options.action_topic, options.events_topic, options.instruction_topic]
-        if options.proprio == "ee_pose":
-            if not counts.get(options.ee_pose_topic):
-                raise BagError(bag, options.ee_pose_topic, "", "missing topic (needed for --proprio ee_pose)")
-            wanted.append(options.ee_pose_topic)
-        connections = [topics[t] for t in wanted if t in topics]
+        for topic, why in _needed_topics(options):
+            if not counts.get(topic):
+                raise BagError(bag, topic, "", f"missing topic (needed for {why})")
+            wanted.append(topic)
+        optional = [t for t in (options.label_topic, options.object_poses_topic) if t and counts.get(t)]
+        connections = [topics[t] for t in wanted + optional if t in topics]
         image_stamps: list[int] = []
         images: list[np.ndarray] = []
-        action_stamps: list[int] = []
-        bins: list[np.ndarray] = []
-        pose_stamps: list[int] = []
-        poses: list[list[float]] = []
+        actions = _Series(options.action_topic)
+        series = {t: _Series(t) for t in wanted[4:] + optional}
         events: list[Any] = []
         instructions: list[str] = []
         seen: Counter[str] = Counter()
@@ -207,25 +284,18 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
                 continue
             msg = reader.deserialize(raw, connection.msgtype)
             if topic == options.action_topic:
-                stamp = _stamp_ns(msg)
-                _check_monotonic(bag, topic, action_stamps, index, stamp)
-                bins.append(_action_bins(bag, topic, index, msg, options.spec))
-                action_stamps.append(stamp)
+                actions.add(bag, index, _stamp_ns(msg), _action_bins(bag, topic, index, msg, options.spec))
             elif topic == options.events_topic:
                 events.append(msg)
             elif topic == options.instruction_topic:
                 instructions.append(str(msg.data))
-            elif topic == options.ee_pose_topic:
-                stamp = _stamp_ns(msg)
-                _check_monotonic(bag, topic, pose_stamps, index, stamp)
-                p, q = msg.pose.position, msg.pose.orientation
-                pose_stamps.append(stamp)
-                poses.append([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+            elif topic in series:
+                series[topic].add(bag, index, _stamp_ns(msg), _value(bag, options, topic, index, msg))
     outcome = _outcome(bag, options, custom, events)
     instruction = _instruction(bag, options, custom, events, instructions)
     if not images:
         raise BagError(bag, camera, "", "no camera frames")
-    steps_at = np.asarray(action_stamps, dtype=np.int64)
+    steps_at = np.asarray(actions.stamps, dtype=np.int64)
     frame_of = _pair(np.asarray(image_stamps, dtype=np.int64), steps_at)
     keep = frame_of >= 0
     if not keep.any():
@@ -246,18 +316,16 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
         raise BagError(bag, camera, "header.stamp", "no action before the episode's final camera frame")
     on_final = len(frame_of) - last
     steps_at, frame_of = steps_at[first:last], frame_of[first:last]
-    proprio = None
-    if options.proprio == "ee_pose":
-        pose_of = _pair(np.asarray(pose_stamps, dtype=np.int64), steps_at)
-        if (pose_of < 0).any():
-            raise BagError(bag, options.ee_pose_topic, "header.stamp", "an action has no pose stamped at or before it")
-        proprio = np.asarray(poses, dtype=np.float32)[pose_of]
+    labels = series.get(options.label_topic)
+    bins = labels.matching(bag, steps_at) if labels else actions.values[first:last]
+    objects = series.get(options.object_poses_topic)
     episode = Episode(
         images=np.stack([images[i] for i in frame_of]),
-        bins=np.stack(bins[first:last]).astype(np.uint16),
+        bins=np.stack(bins).astype(np.uint16),
         instruction=instruction,
         outcome=outcome,
-        proprio=proprio,
+        proprio=_proprio(bag, options, series, steps_at),
+        object_poses=np.stack(objects.newest(bag, steps_at)).astype(np.float32) if objects else None,
         episode_id=custom.get(bf.KEY_EPISODE_ID, "") or _event_field(events, bf.EVENT_START, "episode_id") or bag.name,
         task_id=custom.get(bf.KEY_TASK_ID, "") or _event_field(events, bf.EVENT_START, "task_id"),
         source_bag=str(bag.resolve()),
@@ -268,11 +336,12 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
             "camera_frames": len(images),
             "actions_before_first_frame": first,
             "actions_on_final_frame": on_final,
+            "labels": "label_topic" if labels else "action",
         },
     )
     stats = {
         "frames_read": len(images),
-        "actions": len(action_stamps),
+        "actions": len(actions.stamps),
         "steps": len(steps_at),
         "dropped_leading": first,
         "dropped_on_final_frame": on_final,
@@ -368,6 +437,7 @@ class ConvertReport:
     added: list[BagResult] = field(default_factory=list)
     skipped: list[BagResult] = field(default_factory=list)
     bad: list[BagResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     dataset: Any = None
 
@@ -395,6 +465,9 @@ def convert(
     started = time.perf_counter()
     paths = [str(p) for p in find_bags(list(bags))]
     report = ConvertReport()
+    existing = None if overwrite or not (Path(output) / "meta.json").exists() else Dataset(output)
+    known = frozenset(e.get("bag_digest", "") for e in existing.episodes) if existing else frozenset()
+    results = _run(paths, options, known, jobs, progress)
     writer = DatasetWriter(
         output,
         options.spec,
@@ -403,10 +476,10 @@ def convert(
         gamma,
         append=not overwrite,
         created_by="qt convert",
+        proprio_layout=options.proprio,
+        object_pose_dim=_object_pose_dim(results, existing, report.notes),
     )
     try:
-        known = frozenset(e.get("bag_digest", "") for e in writer.existing.episodes) if writer.existing else frozenset()
-        results = _run(paths, options, known, jobs, progress)
         for result in results:  # input order, so the dataset does not depend on scheduling
             if result.error:
                 if not skip_bad:
@@ -432,14 +505,29 @@ def convert(
             report.dataset = writer.commit()
         else:
             writer.close()
-            from qt_common.dataset import Dataset
-
             report.dataset = Dataset(output)
     except BaseException:
         writer.close()
         raise
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _object_pose_dim(results: list[BagResult], existing: Dataset | None, notes: list[str]) -> int:
+    """Per-step object poses are stored only if every new episode has them alike (and, when
+    appending, only if the dataset already stores them): a dataset is one consistent table."""
+    episodes = [r.episode for r in results if r.episode is not None]
+    dims = Counter(0 if e.object_poses is None else int(e.object_poses.shape[1]) for e in episodes)
+    if existing is not None:
+        dim = 0 if existing.object_poses is None else int(existing.object_poses.shape[1])
+        if dim == 0 and set(dims) - {0}:
+            notes.append("object poses not stored: the dataset being appended to has none")
+        return dim
+    if len(dims) > 1:
+        notes.append(f"object poses not stored: only {sum(n for d, n in dims.items() if d)} of {len(episodes)} "
+                     f"episode(s) have them alike ({dict(dims)} values per step)")
+        return 0
+    return next(iter(dims), 0)
 
 
 class ConvertError(ValueError):
@@ -500,8 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=_image_size, default=None, help="N or HxW (default 96, or the dataset's)")
     parser.add_argument("--gamma", type=float, default=None, help="discount of the stored returns (default 0.98)")
     parser.add_argument(
-        "--proprio", choices=sorted(PROPRIO_CHOICES), default=None, help="proprioception (default none)"
+        "--proprio", choices=sorted(layouts.LAYOUTS), default=None,
+        help="proprio layout (qt_common.proprio); default: the dataset's when appending, else ee_yaw_gripper if "
+        "the bags record /ee_pose and /joint_states with the finger joints, else none",
     )
+    parser.add_argument("--finger-joints", type=lambda t: tuple(j.strip() for j in t.split(",") if j.strip()),
+                        default=layouts.DEFAULT_FINGER_JOINTS,
+                        help=f"joint names of the gripper fingers (default {','.join(layouts.DEFAULT_FINGER_JOINTS)})")
+    parser.add_argument("--finger-travel", type=float, default=layouts.DEFAULT_FINGER_TRAVEL_M,
+                        help=f"finger travel in m for an opening of 1 (default {layouts.DEFAULT_FINGER_TRAVEL_M:g})")
     parser.add_argument("--jobs", "-j", type=int, default=0, help="worker processes (default: CPU count)")
     parser.add_argument("--skip-bad", action="store_true", help="skip invalid bags and report them instead of stopping")
     parser.add_argument("--overwrite", action="store_true", help="rebuild the dataset instead of appending")
@@ -512,12 +607,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events-topic", default="/episode/events")
     parser.add_argument("--instruction-topic", default="/instruction")
     parser.add_argument("--ee-pose-topic", default="/ee_pose")
+    parser.add_argument("--joint-states-topic", default="/joint_states")
+    parser.add_argument("--label-topic", default="/qt/action_label",
+                        help="training bins from these labels when a bag has them (\"\" = from the actions)")
+    parser.add_argument("--object-poses-topic", default="/sim/object_poses",
+                        help="per-step object poses when every bag has them (\"\" = never)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
+def default_proprio(bags: list[Path], options: ConvertOptions) -> str:
+    """ee_yaw_gripper when every bag records the end-effector pose and joint states that name
+    the finger joints (read from the first joint-state message), else none."""
+    from rosbags.highlevel import AnyReader
+
+    for bag in bags:
+        try:
+            with AnyReader([bag]) as reader:
+                counts = {c.topic: c.msgcount for c in reader.connections}
+                if not counts.get(options.ee_pose_topic) or not counts.get(options.joint_states_topic):
+                    return "none"
+                joints = [c for c in reader.connections if c.topic == options.joint_states_topic]
+                _, _, raw = next(reader.messages(connections=joints))
+                names = set(reader.deserialize(raw, joints[0].msgtype).name)
+        except Exception:
+            continue  # an unreadable bag is reported (or skipped, --skip-bad) by the conversion itself
+        if not set(options.finger_joints) <= names:
+            return "none"
+    return "ee_yaw_gripper" if bags else "none"
+
+
 def _defaults_from_existing(args: argparse.Namespace) -> None:
-    """Appending: shape, gamma and proprio default to what the dataset already has."""
+    """Appending: shape, gamma and proprio layout default to what the dataset already has."""
     meta_path = Path(args.output) / "meta.json"
     existing: dict[str, Any] = {}
     if meta_path.exists() and not args.overwrite:
@@ -528,9 +649,8 @@ def _defaults_from_existing(args: argparse.Namespace) -> None:
         args.image_size = tuple(existing.get("image_shape", (96, 96, 3)))
     if args.gamma is None:
         args.gamma = float(existing.get("gamma", 0.98))
-    if args.proprio is None:
-        dims = {v: k for k, v in PROPRIO_CHOICES.items()}
-        args.proprio = dims.get(int(existing.get("proprio_dim", 0)), "none")
+    if args.proprio is None and existing:
+        args.proprio = existing.get("proprio_layout") or layouts.layout_for_dim(int(existing.get("proprio_dim", 0)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,9 +664,16 @@ def main(argv: list[str] | None = None) -> int:
         events_topic=args.events_topic,
         instruction_topic=args.instruction_topic,
         ee_pose_topic=args.ee_pose_topic,
-        proprio=args.proprio,
+        joint_states_topic=args.joint_states_topic,
+        label_topic=args.label_topic,
+        object_poses_topic=args.object_poses_topic,
+        proprio=args.proprio or "none",
+        finger_joints=args.finger_joints,
+        finger_travel_m=args.finger_travel,
         max_image_age_s=args.max_image_age,
     )
+    if args.proprio is None:
+        options.proprio = default_proprio(find_bags(args.bags), options)
     try:
         report = convert(
             args.bags,
@@ -580,6 +707,7 @@ def format_report(report: ConvertReport) -> str:
     )
     for text, count in sorted(per_instruction.items()):
         lines.append(f"  {count:4d}  {text}")
+    lines.extend(f"note: {note}" for note in report.notes)
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)} bag(s):")
         lines.extend(f"  {r.bag}: {r.skipped}" for r in report.skipped)

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_format import TopicSpec
@@ -78,6 +78,24 @@ class Incoming:
     seq_gap: int = 0  # publication sequence numbers skipped since the previous message
 
 
+# What the recorder records: (node parameter, default topic, message type, reader depth). A
+# keep-last reader overwrites samples the executor has not taken yet, so the depths bridge an
+# executor stall of 2 s of a 30 Hz camera and 10 s of 30 Hz actions/state
+# (bench/logger_soak.py measures the result).
+# A topic nobody publishes (the label and object poses on a real robot) stays empty in the bag.
+TOPIC_PARAMETERS = (
+    ("camera_topic", "/camera/image_raw", "sensor_msgs/msg/Image", 60),
+    ("compressed_camera_topic", "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", 60),
+    ("instruction_topic", "/instruction", "std_msgs/msg/String", 10),
+    ("action_topic", "/qt/action", "qt_msgs/msg/ArmAction", 300),
+    ("label_topic", "/qt/action_label", "qt_msgs/msg/ArmAction", 300),
+    ("joint_states_topic", "/joint_states", "sensor_msgs/msg/JointState", 300),
+    ("ee_pose_topic", "/ee_pose", "geometry_msgs/msg/PoseStamped", 300),
+    ("object_poses_topic", "/sim/object_poses", "geometry_msgs/msg/PoseArray", 300),
+    ("events_topic", "/episode/events", "qt_msgs/msg/EpisodeEvent", 50),
+)
+
+
 @dataclass
 class EventInfo:
     """The fields of a qt_msgs/EpisodeEvent the recorder acts on."""
@@ -89,6 +107,13 @@ class EventInfo:
     task_id: str
     seed: int
     stamp_ns: int
+
+    @classmethod
+    def from_msg(cls, msg: Any) -> EventInfo:
+        """From a deserialised qt_msgs/EpisodeEvent (rclpy or rosbags object: the fields are read)."""
+        stamp = msg.header.stamp
+        return cls(int(msg.event), int(msg.outcome), str(msg.episode_id), str(msg.instruction), str(msg.task_id),
+                   int(msg.seed), int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
 
 
 @dataclass
@@ -171,6 +196,11 @@ class EpisodeRecorder:
     @property
     def recording(self) -> bool:
         return self._episode is not None and self._episode.end_stamp_ns is None
+
+    @property
+    def bag_path(self) -> Path | None:
+        """Directory of the open (recording or closing) episode's bag."""
+        return self._episode.writer.path if self._episode else None
 
     # ---- messages -------------------------------------------------------------------------
 

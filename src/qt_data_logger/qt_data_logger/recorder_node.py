@@ -31,20 +31,8 @@ from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 
 from qt_data_logger import bag_format as bf
-from qt_data_logger.recorder_core import EpisodeRecorder, EventInfo, Incoming, RecorderConfig
+from qt_data_logger.recorder_core import TOPIC_PARAMETERS, EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 
-# (parameter, default topic, message type, reader depth). A keep-last reader overwrites samples
-# the executor has not taken yet, so the depths bridge an executor stall of 2 s of a 30 Hz
-# camera and 10 s of 30 Hz actions/state (bench/logger_soak.py measures the result).
-TOPIC_PARAMETERS = (
-    ("camera_topic", "/camera/image_raw", "sensor_msgs/msg/Image", 60),
-    ("compressed_camera_topic", "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage", 60),
-    ("instruction_topic", "/instruction", "std_msgs/msg/String", 10),
-    ("action_topic", "/qt/action", "qt_msgs/msg/ArmAction", 300),
-    ("joint_states_topic", "/joint_states", "sensor_msgs/msg/JointState", 300),
-    ("ee_pose_topic", "/ee_pose", "geometry_msgs/msg/PoseStamped", 300),
-    ("events_topic", "/episode/events", "qt_msgs/msg/EpisodeEvent", 50),
-)
 RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
 # Topics whose contract publishers are transient local (late joiners get the last message).
 LATCHED_PARAMETERS = ("instruction_topic", "events_topic")
@@ -272,16 +260,7 @@ class RecorderNode(Node):
         except Exception as exc:
             self.get_logger().error(f"{incoming.topic}: cannot deserialise EpisodeEvent ({exc}); ignored")
             return
-        event = EventInfo(
-            event=int(msg.event),
-            outcome=int(msg.outcome),
-            episode_id=str(msg.episode_id),
-            instruction=str(msg.instruction),
-            task_id=str(msg.task_id),
-            seed=int(msg.seed),
-            stamp_ns=int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec),
-        )
-        self.core.on_event(event, incoming)
+        self.core.on_event(EventInfo.from_msg(msg), incoming)
 
     def _on_start(self, request: Any, response: Any) -> Any:
         reply = self.core.start_episode(

@@ -11,7 +11,6 @@ whose intervals overlap are not shown to differ.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -20,25 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from qt_common.stats import wilson_interval
 
-Z_95 = 1.959963984540054  # two-sided 95 % quantile of the standard normal
 ALL = "all"
-
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion; (0, 1) when n is 0."""
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"successes/n: expected 0 <= successes <= n, got {successes}/{n}")
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # At 0 or n successes the bound is exactly 0 or 1; rounding must not leave 0.9999999999999999.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return low, high
 
 
 @dataclass

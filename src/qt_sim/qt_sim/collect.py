@@ -2,6 +2,7 @@
 
     qt collect --episodes 30 --bags bags/ --tasks pick/,place/red/yellow
     qt collect --episodes 30 --bags bags/ --noise-std 0.5 --random-action-prob 0.2 --wrong-object-prob 0.2
+    qt collect --episodes 300 --bags bags/ --dart-noise-std 0.3 --inprocess
 
 Three node processes, as on a robot with a teleoperator: the sim driver (qt_sim.driver_node),
 the scripted expert acting as the operator (qt_sim.expert_teleop, following the episodes this
@@ -10,6 +11,10 @@ command starts) and the recorder (qt_data_logger.recorder_node, one bag per epis
 (``/sim/start_episode`` with the next task and seed), waits for the sim's END event, then for
 the recorder's ``EPISODE_WRITTEN`` line, and prints one progress line per episode. So the bags
 are exactly the kind a human operator's session produces, and ``qt convert`` takes them as is.
+
+``--inprocess`` records the same episodes without DDS or child processes (qt_sim.inprocess_collect:
+the same driver, expert, recorder core and message code, called directly), many times faster;
+the ROS path is the one that exercises the real node stack.
 
 Why these choices:
 
@@ -126,6 +131,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--noise-std", type=float, default=0.0, help="expert: Gaussian noise on every action dim")
     parser.add_argument("--random-action-prob", type=float, default=0.0, help="expert: per step, a random action")
     parser.add_argument("--wrong-object-prob", type=float, default=0.0, help="expert: per episode, another cube")
+    parser.add_argument("--dart-noise-std", type=float, default=0.0,
+                        help="expert (DART): Gaussian noise on the executed motion only; the label stays clean")
+    parser.add_argument("--dart-gripper-flip-prob", type=float, default=0.0,
+                        help="expert (DART): per step, the executed gripper command inverted; the label stays clean")
     parser.add_argument("--seed", type=int, default=None,
                         help="layout seed of the first episode (then +1 each); default: after the highest seed "
                         "already in --bags, else 0")
@@ -136,6 +145,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--horizon", type=int, default=100, help="ticks before an episode ends as failure")
     parser.add_argument("--no-lockstep", action="store_true",
                         help="free-running sim (commands may miss ticks under load); default lockstep")
+    parser.add_argument("--inprocess", action="store_true",
+                        help="no nodes or DDS: driver, expert and recorder in this process (same bags, much faster)")
     parser.add_argument("--operator", default="", help="written into every bag (default: the expert's knobs)")
     parser.add_argument("--log-dir", type=Path, default=None, help="also write each node's output here")
     parser.add_argument("--summary", type=Path, default=None, help="write the run summary as JSON here")
@@ -148,9 +159,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--horizon: expected >= 2 ticks, got {args.horizon}")
     if args.seed is not None and args.seed < 0:
         parser.error(f"--seed: expected >= 0, got {args.seed}")
+    if args.inprocess and args.no_lockstep:
+        parser.error("--no-lockstep: the in-process path always executes every action on the next tick")
     try:
         args.task_ids = select_tasks(args.tasks)
-        args.knobs = ExpertKnobs(args.noise_std, args.random_action_prob, args.wrong_object_prob)
+        args.knobs = ExpertKnobs(args.noise_std, args.random_action_prob, args.wrong_object_prob,
+                                 args.dart_noise_std, args.dart_gripper_flip_prob)
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -190,14 +204,38 @@ def run(args: argparse.Namespace) -> CollectSummary:
         print(f"qt collect: note: seeds reach {plan[-1][1]}, into qt eval's held-out range (>= {EVAL_SEED_BASE})",
               flush=True)
     knobs = args.knobs
-    operator = args.operator or (f"scripted expert noise_std={knobs.noise_std:g} random_action_prob="
-                                 f"{knobs.random_action_prob:g} wrong_object_prob={knobs.wrong_object_prob:g}")
+    operator = args.operator or f"scripted expert {knobs.describe()}"
     summary = CollectSummary(str(bags), knobs=asdict(knobs), tasks=list(args.task_ids), seed=seed,
                              rate_hz=args.rate_hz, sim_period_s=args.sim_period)
     started = time.monotonic()
+    how = "in process" if args.inprocess else f"{args.rate_hz:g} Hz wall"
     print(f"qt collect: {args.episodes} episode(s) into {bags}; tasks {', '.join(args.task_ids)}; seeds "
-          f"{seed}..{seed + args.episodes - 1}; {operator}; {args.rate_hz:g} Hz wall, {args.sim_period:g} s simulated "
-          "per tick", flush=True)
+          f"{seed}..{seed + args.episodes - 1}; {operator}; {how}, {args.sim_period:g} s simulated per tick",
+          flush=True)
+    (_collect_inprocess if args.inprocess else _collect_ros)(args, bags, plan, operator, summary)
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+def _collect_inprocess(args: argparse.Namespace, bags: Path, plan: list[tuple[str, int]], operator: str,
+                       summary: CollectSummary) -> None:
+    from qt_sim.driver import DriverConfig
+    from qt_sim.inprocess_collect import InprocessCollector
+
+    config = DriverConfig(width=args.image[1], height=args.image[0], horizon=args.horizon,
+                          control_rate_hz=args.rate_hz, sim_period_s=args.sim_period, tasks=tuple(args.task_ids))
+    with InprocessCollector(bags, args.knobs, config, operator) as collector:
+        for index, (task_id, episode_seed) in enumerate(plan):
+            began = time.monotonic()
+            result = collector.episode(task_id, episode_seed)
+            summary.episodes.append(EpisodeRecord(result.episode_id, task_id, episode_seed, result.outcome,
+                                                  result.steps, time.monotonic() - began, result.bag))
+            _progress(index + 1, len(plan), summary)
+
+
+def _collect_ros(args: argparse.Namespace, bags: Path, plan: list[tuple[str, int]], operator: str,
+                 summary: CollectSummary) -> None:
+    knobs = args.knobs
     with ChildGroup(args.log_dir) as group:
         sim = group.start("sim_driver", "qt_sim.driver_node", *_ros_args(sim_driver_params(
             args.rate_hz, args.sim_period, args.image, args.horizon, args.task_ids, not args.no_lockstep)))
@@ -208,18 +246,21 @@ def run(args: argparse.Namespace) -> CollectSummary:
         recorder.wait_for(r"RECORDER_READY", STARTUP_TIMEOUT_S, "RECORDER_READY")
         expert = group.start("expert_teleop", "qt_sim.expert_teleop", *_ros_args({
             "control_episodes": False, "noise_std": knobs.noise_std, "random_action_prob": knobs.random_action_prob,
-            "wrong_object_prob": knobs.wrong_object_prob}))
+            "wrong_object_prob": knobs.wrong_object_prob, "dart_noise_std": knobs.dart_noise_std,
+            "dart_gripper_flip_prob": knobs.dart_gripper_flip_prob}))
         expert.wait_for(r"expert_teleop: ", STARTUP_TIMEOUT_S, "expert ready")
         print("nodes: " + ", ".join(f"{c.name} (pid {c.pid})" for c in group.children), flush=True)
         controller = EpisodeClient(group, "qt_collect")
         try:
             # The expert must hear START, the recorder must hear everything, before episode 1.
             controller.wait_for_graph(
-                publishers={"qt/action": 1, "camera/image_raw": 1},
-                subscribers={"qt/action": 3, "episode/events": 3, "ee_pose": 3, "joint_states": 2,
-                             "sim/object_poses": 1, "camera/image_raw": 1},
+                publishers={"qt/action": 1, "qt/action_label": 1, "camera/image_raw": 1},
+                subscribers={"qt/action": 3, "qt/action_label": 1, "episode/events": 3, "ee_pose": 3,
+                             "joint_states": 2, "sim/object_poses": 2, "camera/image_raw": 1},
                 timeout=STARTUP_TIMEOUT_S)
-            recorder.wait_for(r"PUBLISHERS \S*/qt/action matched=1", STARTUP_TIMEOUT_S, "recorder matched the expert")
+            for topic in ("qt/action", "qt/action_label", "sim/object_poses"):
+                recorder.wait_for(rf"PUBLISHERS \S*/{topic} matched=1", STARTUP_TIMEOUT_S,
+                                  f"recorder matched the publisher of {topic}")
             controller.warm_up(*plan[0], timeout=30.0)
             recorder.wait_for(r"EPISODE_DISCARDED", WRITE_TIMEOUT_S, "the recorder dropping the warm-up episode")
             for index, (task_id, episode_seed) in enumerate(plan):
@@ -230,8 +271,6 @@ def run(args: argparse.Namespace) -> CollectSummary:
             raise
         finally:
             controller.close()
-    summary.wall_s = time.monotonic() - started
-    return summary
 
 
 def _one_episode(controller: EpisodeClient, sim: Any, recorder: Any, task_id: str, seed: int,
@@ -271,8 +310,8 @@ def print_summary(summary: CollectSummary) -> None:
     for task_id, counts in by_task.items():
         print(f"  {task_id:<18} {counts['success']}/{sum(counts.values())} success")
     total = len(list(Path(summary.bags_dir).glob("*/metadata.yaml")))
-    print(f"{summary.bags_dir}: {total} labelled bag(s) in total; next: qt convert {summary.bags_dir} -o DATASET "
-          "--proprio ee_pose", flush=True)
+    print(f"{summary.bags_dir}: {total} labelled bag(s) in total; next: qt convert {summary.bags_dir} -o DATASET",
+          flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
-from geometry_msgs.msg import Pose, PoseArray, PoseStamped, TwistStamped
+from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -31,20 +31,14 @@ from qt_msgs.msg import EpisodeEvent as EpisodeEventMsg
 from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.commands import CommandRejected
 from qt_sim.driver import DriverConfig, EpisodeEvent, EpisodeReply, LockstepGate, SimDriver, TickOutput
+from qt_sim.messages import event_messages, tick_messages
 from qt_sim.ros_common import reliable, stamp_ns
 from qt_sim.tasks import TASK_IDS
-from qt_sim.world import CUBE_COLOURS, TARGET_COLOURS
 
 OUTCOME_NAMES = {
     EndEpisode.Request.OUTCOME_SUCCESS: "success",
     EndEpisode.Request.OUTCOME_FAILURE: "failure",
     EndEpisode.Request.OUTCOME_DISCARD: "discard",
-}
-OUTCOME_CODES = {
-    "none": EpisodeEventMsg.OUTCOME_NONE,
-    "success": EpisodeEventMsg.OUTCOME_SUCCESS,
-    "failure": EpisodeEventMsg.OUTCOME_FAILURE,
-    "discard": EpisodeEventMsg.OUTCOME_DISCARD,
 }
 REJECT_LOG_PERIOD_S = 2.0
 JOB_TIMEOUT_S = 10.0
@@ -77,17 +71,6 @@ PARAMETERS: dict[str, Any] = {
     "end_service": "sim/end_episode",
 }
 
-
-def event_message(event: EpisodeEvent, stamp: Any) -> EpisodeEventMsg:
-    msg = EpisodeEventMsg()
-    msg.header.stamp = stamp
-    msg.event = EpisodeEventMsg.EVENT_START if event.event == "start" else EpisodeEventMsg.EVENT_END
-    msg.outcome = OUTCOME_CODES[event.outcome]
-    msg.episode_id = event.episode_id
-    msg.instruction = event.instruction
-    msg.task_id = event.task_id
-    msg.seed = event.seed
-    return msg
 
 
 class SimDriverNode(Node):
@@ -283,50 +266,23 @@ class SimDriverNode(Node):
                 next_tick = time.monotonic()
 
     def _publish_event(self, event: EpisodeEvent) -> None:
-        stamp = self.get_clock().now().to_msg()
-        if event.event == "start":
-            self._instruction_pub.publish(String(data=event.instruction))
-        self._events_pub.publish(event_message(event, stamp))
+        instruction, msg = event_messages(event, self.get_clock().now().to_msg())
+        if instruction is not None:
+            self._instruction_pub.publish(instruction)
+        self._events_pub.publish(msg)
 
     def _publish_tick(self, out: TickOutput, stamp: Any) -> None:
-        base = self.p["base_frame_id"]
-        image = Image()
-        image.header.stamp, image.header.frame_id = stamp, self.p["camera_frame_id"]
-        image.height, image.width = out.image.shape[:2]
-        image.encoding, image.step = "rgb8", out.image.shape[1] * 3
-        image.data = out.image.tobytes()
-        self._image_pub.publish(image)
-
-        joints = JointState()
-        joints.header.stamp = stamp
-        joints.name = list(out.state.joint_names)
-        joints.position = out.state.joint_positions.tolist()
-        joints.velocity = out.state.joint_velocities.tolist()
-        self._joint_pub.publish(joints)
-
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = stamp, base
-        pose.pose = make_pose(out.state.ee_pos, out.state.ee_quat)
-        self._pose_pub.publish(pose)
-
-        objects = PoseArray()  # published last: a consumer may treat it as "this tick is complete"
-        objects.header.stamp, objects.header.frame_id = stamp, base
-        objects.poses = [make_pose(out.state.cube_pos[c], out.state.cube_quat[c]) for c in CUBE_COLOURS]
-        objects.poses += [make_pose(out.state.target_pos[t], (1.0, 0.0, 0.0, 0.0)) for t in TARGET_COLOURS]
-        self._objects_pub.publish(objects)
+        msgs = tick_messages(out, stamp, self.p["camera_frame_id"], self.p["base_frame_id"])
+        self._image_pub.publish(msgs.image)
+        self._joint_pub.publish(msgs.joint_states)
+        self._pose_pub.publish(msgs.ee_pose)
+        self._objects_pub.publish(msgs.object_poses)  # last: a consumer may treat it as "this tick is complete"
 
     def shutdown(self) -> None:
         self._stop.set()
         self._jobs.put(_WAKE)  # a tick waiting in lockstep must not hold shutdown up
         self._thread.join(timeout=10.0)
 
-
-def make_pose(position: Any, quat_wxyz: Any) -> Pose:
-    pose = Pose()
-    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
-    w, x, y, z = (float(v) for v in quat_wxyz)
-    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = w, x, y, z
-    return pose
 
 
 def main(args: list[str] | None = None) -> int:

@@ -5,7 +5,11 @@
 
 It publishes exactly what a teleop device publishes: one ``qt_msgs/ArmAction`` (source EXPERT,
 values + bins of the shared action spec, stamped with the observation it was computed from) on
-``/qt/action`` per driver tick. It reads the driver's ground truth (``/ee_pose``, the finger
+``/qt/action`` per driver tick, the action executed. Alongside it, on ``/qt/action_label``, the
+action to learn from, with the identical header: with the DART knobs (``dart_noise_std``,
+``dart_gripper_flip_prob``; qt_sim.expert) the executed action is perturbed and the label is the
+expert's clean decision; without them both are equal. ``qt convert`` trains on the labels when
+a bag has them. It reads the driver's ground truth (``/ee_pose``, the finger
 joints of ``/joint_states`` and ``/sim/object_poses``) where a human would look at the scene.
 
 Episodes (``control_episodes: true``, the default): like an operator it asks the sim for an
@@ -34,8 +38,9 @@ from sensor_msgs.msg import JointState
 from qt_msgs.msg import ArmAction, EpisodeEvent
 from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.expert import ExpertKnobs, ScriptedExpert, WorldView
+from qt_sim.messages import arm_action, finger_positions, object_poses, pose_of
 from qt_sim.ros_common import reliable, stamp_ns
-from qt_sim.teleop_common import EpisodePlan, TickAssembler, action_fields, parse_task_list
+from qt_sim.teleop_common import EpisodePlan, TickAssembler, parse_task_list
 
 PARAMETERS: dict[str, Any] = {
     "num_episodes": 0,
@@ -45,6 +50,8 @@ PARAMETERS: dict[str, Any] = {
     "noise_std": 0.0,
     "random_action_prob": 0.0,
     "wrong_object_prob": 0.0,
+    "dart_noise_std": 0.0,
+    "dart_gripper_flip_prob": 0.0,
     "control_episodes": True,
     "start_delay_s": 0.5,
     "episode_timeout_s": 30.0,
@@ -54,6 +61,7 @@ PARAMETERS: dict[str, Any] = {
     "object_poses_topic": "sim/object_poses",
     "events_topic": "episode/events",
     "action_topic": "qt/action",
+    "label_topic": "qt/action_label",
     "start_service": "sim/start_episode",
     "end_service": "sim/end_episode",
 }
@@ -69,7 +77,8 @@ class ExpertTeleopNode(Node):
         self.spec = ActionSpec.default()
         self.plan = EpisodePlan(parse_task_list(str(p["tasks"])), int(p["seed"]), int(p["num_episodes"]),
                                 bool(p["shuffle"]))
-        knobs = ExpertKnobs(float(p["noise_std"]), float(p["random_action_prob"]), float(p["wrong_object_prob"]))
+        knobs = ExpertKnobs(float(p["noise_std"]), float(p["random_action_prob"]), float(p["wrong_object_prob"]),
+                            float(p["dart_noise_std"]), float(p["dart_gripper_flip_prob"]))
         self.expert = ScriptedExpert(knobs, self.spec)
         self.assembler = TickAssembler()
         self.done_episodes = 0
@@ -91,6 +100,7 @@ class ExpertTeleopNode(Node):
         self._held_tick: tuple[Any, dict[str, Any]] | None = None
 
         self.action_pub = self.create_publisher(ArmAction, p["action_topic"], reliable(10))
+        self.label_pub = self.create_publisher(ArmAction, p["label_topic"], reliable(10))
         self.create_subscription(PoseStamped, p["ee_pose_topic"], self._on_pose, reliable(10))
         self.create_subscription(JointState, p["joint_states_topic"], self._on_joints, reliable(10))
         self.create_subscription(PoseArray, p["object_poses_topic"], self._on_objects, reliable(10))
@@ -99,7 +109,8 @@ class ExpertTeleopNode(Node):
         self.end_client = self.create_client(EndEpisode, p["end_service"])
         self.create_timer(0.05, self._manage_episodes)
         self.get_logger().info(
-            f"expert_teleop: {len(self.plan.tasks)} tasks, episodes {self.plan.count or 'unlimited'}, knobs {knobs}"
+            f"expert_teleop: {len(self.plan.tasks)} tasks, episodes {self.plan.count or 'unlimited'}, "
+            f"knobs {knobs.describe()}"
         )
 
     # ---- episode control ------------------------------------------------------------------
@@ -168,17 +179,13 @@ class ExpertTeleopNode(Node):
     # ---- acting, once per driver tick -----------------------------------------------------
 
     def _on_pose(self, msg: PoseStamped) -> None:
-        p, q = msg.pose.position, msg.pose.orientation
-        self._tick_part("ee_pose", msg.header.stamp, ((p.x, p.y, p.z), (q.w, q.x, q.y, q.z)))
+        self._tick_part("ee_pose", msg.header.stamp, pose_of(msg.pose))
 
     def _on_joints(self, msg: JointState) -> None:
-        fingers = [pos for name, pos in zip(msg.name, msg.position, strict=False) if name.startswith("finger")]
-        self._tick_part("joint_states", msg.header.stamp, fingers)
+        self._tick_part("joint_states", msg.header.stamp, finger_positions(msg))
 
     def _on_objects(self, msg: PoseArray) -> None:
-        poses = [((p.position.x, p.position.y, p.position.z),
-                  (p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z)) for p in msg.poses]
-        self._tick_part("object_poses", msg.header.stamp, poses)
+        self._tick_part("object_poses", msg.header.stamp, object_poses(msg))
 
     def _tick_part(self, part: str, stamp: Any, payload: Any) -> None:
         parts = self.assembler.add(part, stamp_ns(stamp), payload)
@@ -204,11 +211,9 @@ class ExpertTeleopNode(Node):
         except ValueError as exc:
             self.get_logger().warning(f"cannot read the world: {exc}", throttle_duration_sec=2.0)
             return
-        names, values, bins = action_fields(self.spec, self.expert.act(view))
-        msg = ArmAction(dimension_names=names, values=values, bins=bins, num_bins=self.spec.num_bins,
-                        source=ArmAction.SOURCE_EXPERT)
-        msg.header.stamp, msg.header.frame_id = stamp, self.p["frame_id"]
-        self.action_pub.publish(msg)
+        executed, label = self.expert.step(view)
+        self.action_pub.publish(arm_action(self.spec, executed, stamp, self.p["frame_id"]))
+        self.label_pub.publish(arm_action(self.spec, label, stamp, self.p["frame_id"]))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -31,8 +31,8 @@ from std_msgs.msg import String
 from qt_msgs.msg import ArmAction, EpisodeEvent
 from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.keyboard import HELP, KeyboardTeleop, NotATerminal, raw_terminal, read_keys
+from qt_sim.messages import arm_action
 from qt_sim.ros_common import reliable
-from qt_sim.teleop_common import action_fields
 
 PARAMETERS: dict[str, Any] = {
     "control_rate_hz": 10.0,
@@ -95,11 +95,8 @@ class KeyboardTeleopNode(Node):
                 self.say(HELP)
             elif request is not None:
                 self._episode(request)
-        names, values, bins = action_fields(self.spec, self.teleop.action(now))
-        msg = ArmAction(dimension_names=names, values=values, bins=bins, num_bins=self.spec.num_bins,
-                        source=ArmAction.SOURCE_TELEOP)
-        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.p["frame_id"]
-        self.action_pub.publish(msg)
+        self.action_pub.publish(arm_action(self.spec, self.teleop.action(now), self.get_clock().now().to_msg(),
+                                           self.p["frame_id"], ArmAction.SOURCE_TELEOP))
 
     def _use_sim(self) -> bool:
         mode = self.p["episode_mode"]

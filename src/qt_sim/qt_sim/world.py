@@ -37,3 +37,11 @@ class SceneState:
     joint_names: tuple[str, ...] = field(default=arm.ARM_JOINTS + arm.FINGER_JOINTS)
     joint_positions: np.ndarray = field(default_factory=lambda: np.zeros(7))
     joint_velocities: np.ndarray = field(default_factory=lambda: np.zeros(7))
+
+
+def object_poses(state: SceneState) -> np.ndarray:
+    """[len(OBJECT_ORDER), 7] poses (x y z, quaternion w x y z) in OBJECT_ORDER: what the driver
+    publishes on /sim/object_poses (targets are flat discs: identity orientation)."""
+    cubes = [np.concatenate([state.cube_pos[c], state.cube_quat[c]]) for c in CUBE_COLOURS]
+    targets = [np.concatenate([state.target_pos[t], (1.0, 0.0, 0.0, 0.0)]) for t in TARGET_COLOURS]
+    return np.asarray(cubes + targets, dtype=np.float64)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ALGORITHMS = ("q_transformer", "bc")
+OBS_MODES = ("image", "state")
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -39,8 +40,18 @@ class ModelConfig:
     num_bins: int = 256
     embed_dim: int = 384  # instruction embedding size (all-MiniLM-L6-v2: 384)
     proprio_dim: int = 0
-    conv_channels: tuple[int, ...] = (32, 64, 96, 128)
-    num_obs_tokens: int = 8
+    # "image": the camera (policies for the robot). "state": object poses + proprio instead of
+    # the image (debugging, users with a state estimator; not runnable in the policy node).
+    obs_mode: str = "image"
+    state_dim: int = 0  # state mode: object feature size (qt_common.proprio.object_features)
+    # Two stride-2 stages then stride 1: a 64 px image keeps a 16x16 map, fine enough for the
+    # ~1 cm a grasp needs (four stride-2 stages left 3x3 at 48 px and the policy could not
+    # localise the cube). Empty = stride 2 everywhere (models trained before this change).
+    conv_channels: tuple[int, ...] = (32, 64, 64)
+    conv_strides: tuple[int, ...] = (2, 2, 1)
+    coord_channels: bool = True  # x/y coordinate planes appended to the pixels (CoordConv)
+    num_obs_tokens: int = 16  # spatial-softmax keypoints, each a token with its coordinates
+    aux_dim: int = 0  # auxiliary head: object positions predicted from the keypoints (training only)
     d_model: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -61,6 +72,14 @@ class ModelConfig:
             raise ValueError(f"model config: 'proprio_dim' must be >= 0, got {self.proprio_dim}")
         if not self.conv_channels:
             raise ValueError("model config: 'conv_channels' must not be empty")
+        if self.conv_strides and (len(self.conv_strides) != len(self.conv_channels)
+                                  or min(self.conv_strides) < 1):
+            raise ValueError(f"model config: 'conv_strides' must give one stride >= 1 per conv stage "
+                             f"({len(self.conv_channels)}), got {self.conv_strides}")
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"model config: 'obs_mode' must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        if self.aux_dim < 0 or self.state_dim < 0:
+            raise ValueError("model config: 'aux_dim' and 'state_dim' must be >= 0")
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"model config: 'd_model' ({self.d_model}) must be divisible by 'num_heads' ({self.num_heads})"
@@ -79,10 +98,11 @@ class ModelConfig:
 
 # Named sizes for `qt train --model-size`; anything else goes through a JSON config file.
 MODEL_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"conv_channels": (8, 16), "num_obs_tokens": 2, "d_model": 32, "num_layers": 1, "num_heads": 2},
+    "tiny": {"conv_channels": (8, 16), "conv_strides": (2, 2), "num_obs_tokens": 2, "d_model": 32, "num_layers": 1,
+             "num_heads": 2},
     "small": {},
-    "base": {"conv_channels": (32, 64, 128, 192), "num_obs_tokens": 8, "d_model": 256, "num_layers": 4,
-             "num_heads": 8},
+    "base": {"conv_channels": (32, 64, 128, 192), "conv_strides": (2, 2, 1, 1), "num_obs_tokens": 16, "d_model": 256,
+             "num_layers": 4, "num_heads": 8},
 }
 
 
@@ -107,10 +127,20 @@ class TrainConfig:
     tau: float = 0.005  # Polyak rate per step
     target_copy_every: int = 500  # steps between copies when target_update == "copy"
     augment_shift: int = 0  # random-shift augmentation in pixels (0: off)
+    # Auxiliary loss weight: predict the objects' positions from the keypoints, when the dataset
+    # has object poses (sim data); a localisation signal, never a model input.
+    aux_weight: float = 1.0
+    bc_label_sigma: float = 2.0  # BC only: soft target over neighbouring bins (losses.bc_loss)
+    time_budget_s: float = 0.0  # stop at this wall time (0: off); the LR schedule follows the budget
+    eval_every: int = 0  # steps between in-process success checks on held-out layouts (0: off)
+    eval_episodes_per_task: int = 10
+    eval_horizon: int = 0  # 0: the sim's default horizon
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, on CUDA only
-    num_threads: int = 0  # torch CPU threads (0: leave torch's default)
+    # torch intra-op threads. 1 by default: on a shared 2-core machine 2 threads next to another
+    # busy process ran over 10x slower than 1 (bench/trainer_bench.py --threads-compare).
+    num_threads: int = 1
     log_every: int = 20
     checkpoint_every: int = 500
 
@@ -127,8 +157,13 @@ class TrainConfig:
             raise ValueError(f"train config: 'n_step' must be >= 1, got {self.n_step}")
         if not 0.0 < self.tau <= 1.0 or self.target_copy_every < 1:
             raise ValueError("train config: need 0 < tau <= 1 and target_copy_every >= 1")
-        if self.alpha < 0 or self.augment_shift < 0:
-            raise ValueError("train config: 'alpha' and 'augment_shift' must be >= 0")
+        if min(self.alpha, self.augment_shift, self.aux_weight, self.bc_label_sigma) < 0:
+            raise ValueError("train config: 'alpha', 'augment_shift', 'aux_weight' and 'bc_label_sigma' must be >= 0")
+        if self.time_budget_s < 0 or self.eval_every < 0 or self.eval_episodes_per_task < 1 or self.eval_horizon < 0:
+            raise ValueError("train config: need time_budget_s >= 0, eval_every >= 0, eval_episodes_per_task >= 1, "
+                             "eval_horizon >= 0")
+        if self.num_threads < 0:
+            raise ValueError(f"train config: 'num_threads' must be >= 0 (0: torch's default), got {self.num_threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train config: 'device' must be auto, cpu or cuda, got {self.device!r}")
 

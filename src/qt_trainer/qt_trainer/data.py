@@ -30,10 +30,13 @@ class Batch:
     reward: np.ndarray  # float32 [B] discounted reward sum over the n steps
     discount: np.ndarray  # float32 [B] gamma^n, or 0 without bootstrap
     return_to_go: np.ndarray  # float32 [B] Monte Carlo return (for the lower bound)
+    index: np.ndarray  # int64 [B] frame index of s_t (for per-frame arrays the trainer holds)
+    next_index: np.ndarray  # int64 [B] frame index of the bootstrap state
 
 
 class TransitionSampler:
-    def __init__(self, dataset: Dataset, gamma: float, n_step: int = 1, seed: int = 0, augment_shift: int = 0):
+    def __init__(self, dataset: Dataset, gamma: float, n_step: int = 1, seed: int = 0, augment_shift: int = 0,
+                 images: bool = True):
         if len(dataset) == 0:
             raise ValueError(f"{dataset.path}: dataset has no frames")
         self.dataset = dataset
@@ -41,6 +44,7 @@ class TransitionSampler:
         self.n_step = int(n_step)
         self.seed = int(seed)
         self.augment_shift = int(augment_shift)
+        self.images = images  # False: state-mode training never touches the image array
         n = len(dataset)
         self.episode_end = np.empty(n, dtype=np.int64)
         for record in dataset.episodes:
@@ -69,8 +73,11 @@ class TransitionSampler:
         bootstrap = idx + self.n_step <= end
         next_idx = np.where(bootstrap, idx + self.n_step, idx)
         ds = self.dataset
-        image, next_image = ds.images[idx], ds.images[next_idx]
-        if self.augment_shift > 0:
+        if self.images:
+            image, next_image = ds.images[idx], ds.images[next_idx]
+        else:
+            image = next_image = np.zeros((len(idx), 0, 0, 3), np.uint8)
+        if self.augment_shift > 0 and self.images:
             rng = np.random.default_rng([self.seed, int(step), 1])
             image, next_image = self._shift(image, rng), self._shift(next_image, rng)
         return Batch(
@@ -83,6 +90,8 @@ class TransitionSampler:
             reward=reward.astype(np.float32),
             discount=np.where(bootstrap, self.gamma**self.n_step, 0.0).astype(np.float32),
             return_to_go=self.return_to_go[idx],
+            index=idx,
+            next_index=next_idx,
         )
 
     def _shift(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

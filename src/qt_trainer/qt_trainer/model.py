@@ -3,6 +3,11 @@
 Sequence layout (one sample):
 
     [text, obs_1 .. obs_K, (proprio)]  [act_0, act_1, .., act_{D-1}]
+
+``obs_k`` are spatial-softmax keypoints of the conv feature map (image mode: a >= 16x16 map at
+64 px, coordinates kept), or one token of object features (state mode, for debugging). The
+proprio vector is standardised inside the network with the training data's statistics
+(buffers saved with the weights and exported into the ONNX graph), so callers feed raw values.
      \\______ prefix, bidirectional __/  \\____ causal, one token per action dimension ____/
 
 ``act_0``'s input is a learned start vector; ``act_d``'s input (d >= 1) is the embedding of the
@@ -44,10 +49,22 @@ def _groups(channels: int) -> int:
     return 1
 
 
-class FiLMConvEncoder(nn.Module):
-    """Strided conv stages; after each, FiLM scales and shifts channels from the instruction.
+def _strides(cfg: ModelConfig) -> tuple[int, ...]:
+    return cfg.conv_strides or (2,) * len(cfg.conv_channels)
 
-    FiLM layers start at identity (zero-initialised), so early training sees a plain CNN.
+
+def _coordinate_planes(h: int, w: int) -> Tensor:
+    """[1, 2, h, w]: x then y, each in [-1, 1]."""
+    xs, ys = torch.linspace(-1.0, 1.0, w), torch.linspace(-1.0, 1.0, h)
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=0).unsqueeze(0)
+
+
+class FiLMConvEncoder(nn.Module):
+    """Conv stages; after each, FiLM scales and shifts channels from the instruction.
+
+    FiLM layers start at identity (zero-initialised), so early training sees a plain CNN. With
+    ``coord_channels`` the pixels get two coordinate planes (CoordConv), so the filters can
+    respond to *where* as well as *what*.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -56,8 +73,13 @@ class FiLMConvEncoder(nn.Module):
         self.norms = nn.ModuleList()
         self.films = nn.ModuleList()
         c_in = 3
-        for c_out in cfg.conv_channels:
-            self.convs.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+        if cfg.coord_channels:
+            self.register_buffer("coords", _coordinate_planes(cfg.image_height, cfg.image_width), persistent=False)
+            c_in += 2
+        else:
+            self.coords = None
+        for c_out, stride in zip(cfg.conv_channels, _strides(cfg), strict=True):
+            self.convs.append(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1))
             self.norms.append(nn.GroupNorm(_groups(c_out), c_out))
             film = nn.Linear(cfg.embed_dim, 2 * c_out)
             nn.init.zeros_(film.weight)
@@ -67,6 +89,8 @@ class FiLMConvEncoder(nn.Module):
         self.out_channels = c_in
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        if self.coords is not None:
+            x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
         for conv, norm, film in zip(self.convs, self.norms, self.films, strict=True):
             x = norm(conv(x))
             gamma, beta = film(embedding).chunk(2, dim=-1)
@@ -88,9 +112,7 @@ class TokenLearner(nn.Module):
         self.attend = nn.Conv2d(channels, num_tokens, 1)
         self.proj = nn.Linear(channels + 2, d_model)
         h, w = grid_hw
-        xs, ys = torch.linspace(-1.0, 1.0, w), torch.linspace(-1.0, 1.0, h)
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=0)  # [2, h, w]: x then y
-        self.register_buffer("coords", grid.reshape(1, 2, h * w), persistent=False)
+        self.register_buffer("coords", _coordinate_planes(h, w).reshape(1, 2, h * w), persistent=False)
 
     def forward(self, features: Tensor) -> Tensor:
         b, c = features.shape[0], features.shape[1]
@@ -104,9 +126,33 @@ class TokenLearner(nn.Module):
 def feature_grid(cfg: ModelConfig) -> tuple[int, int]:
     """Height and width of the encoder's last feature map (3x3 convs, stride 2, padding 1)."""
     h, w = cfg.image_height, cfg.image_width
-    for _ in cfg.conv_channels:
-        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    for stride in _strides(cfg):
+        h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
     return h, w
+
+
+class StateEncoder(nn.Module):
+    """State mode: one token per object (a shared MLP over its 7 features and the standardised
+    proprio, + a learned identity), so attention can pick the object the instruction names, as
+    keypoints do for images, and each token already relates its object to the gripper."""
+
+    FEATURES_PER_OBJECT = 7  # qt_common.proprio.object_features
+
+    def __init__(self, state_dim: int, proprio_dim: int, d_model: int):
+        super().__init__()
+        if state_dim % self.FEATURES_PER_OBJECT:
+            raise ValueError(f"model config: 'state_dim' {state_dim} is not a multiple of "
+                             f"{self.FEATURES_PER_OBJECT} object features")
+        self.num_objects = state_dim // self.FEATURES_PER_OBJECT
+        self.net = nn.Sequential(nn.Linear(self.FEATURES_PER_OBJECT + proprio_dim, 2 * d_model), nn.GELU(),
+                                 nn.Linear(2 * d_model, d_model))
+        self.identity = nn.Parameter(torch.randn(self.num_objects, d_model) * 0.02)
+
+    def forward(self, state: Tensor, proprio: Tensor | None) -> Tensor:
+        objects = state.reshape(state.shape[0], self.num_objects, self.FEATURES_PER_OBJECT)
+        if proprio is not None:
+            objects = torch.cat([objects, proprio.unsqueeze(1).expand(-1, self.num_objects, -1)], dim=-1)
+        return self.net(objects) + self.identity
 
 
 class Attention(nn.Module):
@@ -158,11 +204,26 @@ class QTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, dm, nb = cfg.num_dims, cfg.d_model, cfg.num_bins
-        self.encoder = FiLMConvEncoder(cfg)
-        self.token_learner = TokenLearner(self.encoder.out_channels, cfg.num_obs_tokens, dm, feature_grid(cfg))
+        self.image_mode = cfg.obs_mode == "image"
+        num_obs = cfg.num_obs_tokens if self.image_mode else cfg.state_dim // StateEncoder.FEATURES_PER_OBJECT
+        if self.image_mode:
+            self.encoder = FiLMConvEncoder(cfg)
+            self.token_learner = TokenLearner(self.encoder.out_channels, cfg.num_obs_tokens, dm, feature_grid(cfg))
+        else:
+            if cfg.state_dim < 1:
+                raise ValueError("model config: obs_mode 'state' needs 'state_dim' >= 1 (a dataset with object poses)")
+            self.state_encoder = StateEncoder(cfg.state_dim, cfg.proprio_dim, dm)
+        self.aux_head = nn.Linear(num_obs * dm, cfg.aux_dim) if cfg.aux_dim > 0 else None
         self.text_proj = nn.Linear(cfg.embed_dim, dm)
         self.proprio_proj = nn.Linear(cfg.proprio_dim, dm) if cfg.proprio_dim > 0 else None
-        self.num_prefix = 1 + cfg.num_obs_tokens + (1 if cfg.proprio_dim > 0 else 0)
+        self.num_obs = num_obs
+        self.num_prefix = 1 + num_obs + (1 if cfg.proprio_dim > 0 else 0)
+        # Input standardisation from the training data (Trainer.set_input_statistics); saved with
+        # the weights, applied inside the exported graph.
+        self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
+        self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
+        self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
+        self.register_buffer("state_std", torch.ones(cfg.state_dim))
         self.prefix_pos = nn.Parameter(torch.randn(self.num_prefix, dm) * 0.02)
         self.action_pos = nn.Parameter(torch.randn(d, dm) * 0.02)
         self.start = nn.Parameter(torch.randn(dm) * 0.02)
@@ -187,15 +248,27 @@ class QTransformer(nn.Module):
         allowed[p:, p:] = torch.tril(torch.ones(d, d, dtype=torch.bool))  # actions: causal
         return torch.zeros(p + d, p + d).masked_fill(~allowed, float("-inf"))
 
-    def encode(self, image: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
-        """uint8 images [B, H, W, 3] (+ instruction embedding, proprio) -> prefix tokens [B, P, dm]."""
-        x = image.permute(0, 3, 1, 2).float() * self.pixel_scale + self.pixel_shift
-        tokens = [self.text_proj(embedding).unsqueeze(1), self.token_learner(self.encoder(x, embedding))]
+    def encode(self, obs: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """Observation (uint8 images [B, H, W, 3], or float state [B, S] in state mode) + instruction
+        embedding + raw proprio -> prefix tokens [B, P, dm]."""
         if self.proprio_proj is not None:
             if proprio is None:
                 raise ValueError(f"proprio: this model expects [B, {self.cfg.proprio_dim}] proprioception")
+            proprio = (proprio - self.proprio_mean) / self.proprio_std
+        if self.image_mode:
+            x = obs.permute(0, 3, 1, 2).float() * self.pixel_scale + self.pixel_shift
+            observed = self.token_learner(self.encoder(x, embedding))
+        else:
+            observed = self.state_encoder((obs.float() - self.state_mean) / self.state_std, proprio)
+        tokens = [self.text_proj(embedding).unsqueeze(1), observed]
+        if self.proprio_proj is not None:
             tokens.append(self.proprio_proj(proprio).unsqueeze(1))
         return torch.cat(tokens, dim=1) + self.prefix_pos
+
+    def aux(self, prefix: Tensor) -> Tensor:
+        """Auxiliary prediction (standardised object positions) from the observation tokens."""
+        assert self.aux_head is not None
+        return self.aux_head(prefix[:, 1 : 1 + self.num_obs].flatten(1))
 
     def _bin_tokens(self, bins: Tensor) -> Tensor:
         """Data bins [B, D] -> action-token inputs [B, D, dm] (start, then previous bins)."""
@@ -212,13 +285,17 @@ class QTransformer(nn.Module):
 
     # ---- training forward ----------------------------------------------------------------
 
-    def forward(self, image: Tensor, embedding: Tensor, bins: Tensor, proprio: Tensor | None = None) -> Tensor:
-        """Teacher-forced logits [B, D, num_bins]: dim d's logits given the data's bins < d."""
-        x = torch.cat([self.encode(image, embedding, proprio), self._bin_tokens(bins)], dim=1)
+    def forward(self, image: Tensor, embedding: Tensor, bins: Tensor, proprio: Tensor | None = None,
+                with_aux: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Teacher-forced logits [B, D, num_bins]: dim d's logits given the data's bins < d
+        (and the auxiliary prediction with ``with_aux``)."""
+        prefix = self.encode(image, embedding, proprio)
+        x = torch.cat([prefix, self._bin_tokens(bins)], dim=1)
         for block in self.blocks:
             x, _ = block(x, self.mask)
         h = self.ln_out(x[:, self.num_prefix:])  # [B, D, dm]
-        return torch.einsum("bdh,dhn->bdn", h, self.head_weight) + self.head_bias
+        logits = torch.einsum("bdh,dhn->bdn", h, self.head_weight) + self.head_bias
+        return (logits, self.aux(prefix)) if with_aux else logits
 
     def first_dim_logits(self, image: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
         """Logits of the first dimension only [B, num_bins] (the bootstrap at the next state)."""

@@ -27,15 +27,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from qt_common.dataset import Dataset
+from qt_common.proprio import object_features
 from torch import Tensor
 
 from qt_trainer.checkpoint import load_checkpoint, save_checkpoint
-from qt_trainer.config import ALGORITHMS, MODEL_SIZES, ModelConfig, TrainConfig
+from qt_trainer.config import ALGORITHMS, MODEL_SIZES, OBS_MODES, ModelConfig, TrainConfig
 from qt_trainer.data import Batch, TransitionSampler
 from qt_trainer.losses import LossSettings, bc_loss, bellman_targets, q_transformer_loss
 from qt_trainer.model import QTransformer
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"  # the checkpoint with the highest in-training success (with eval_every)
+EVAL_LOG_NAME = "eval_log.jsonl"
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -44,12 +47,14 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
+def _lr_factor(step: int, cfg: TrainConfig, time_progress: float = 0.0) -> float:
+    """Warmup, then cosine over the run; with a time budget the run's progress is whichever of
+    steps and wall time is further along, so a budgeted run still anneals before it stops."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "constant":
         return 1.0
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    progress = min(1.0, max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_progress))
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -73,7 +78,7 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = False
-        if config.num_threads > 0:
+        if config.num_threads > 0 and not use_cuda:
             torch.set_num_threads(config.num_threads)
         torch.use_deterministic_algorithms(True, warn_only=True)
         if config.batch_size % self.world_size:
@@ -98,7 +103,11 @@ class Trainer:
         self.gamma = float(config.gamma if config.gamma is not None else self.dataset.gamma)
         self.settings = LossSettings(n_step=config.n_step, alpha=config.alpha,
                                      use_conservative=config.use_conservative, use_mc_bound=config.use_mc_bound)
-        self.sampler = TransitionSampler(self.dataset, self.gamma, config.n_step, config.seed, config.augment_shift)
+        image_mode = config.model.obs_mode == "image"
+        self.sampler = TransitionSampler(self.dataset, self.gamma, config.n_step, config.seed, config.augment_shift,
+                                         images=image_mode)
+        self.state_features = self._state_features(image_mode)
+        self.aux_targets = self._aux_targets(image_mode, config.aux_weight)
 
         if state is not None:
             self.instructions = list(state["instructions"])
@@ -117,11 +126,14 @@ class Trainer:
         h, w, _ = self.dataset.image_shape
         model_cfg = replace(config.model, image_height=h, image_width=w, num_dims=self.spec.num_dims,
                             num_bins=self.spec.num_bins, embed_dim=int(embeddings.shape[1]),
-                            proprio_dim=int(self.dataset.proprio.shape[1]))
+                            proprio_dim=int(self.dataset.proprio.shape[1]),
+                            state_dim=0 if self.state_features is None else int(self.state_features.shape[1]),
+                            aux_dim=0 if self.aux_targets is None else int(self.aux_targets.shape[1]))
         if state is not None and ModelConfig.from_dict(state["model_config"]) != model_cfg:
             raise ValueError("resume: the checkpoint's model config differs from this dataset's shapes")
         torch.manual_seed(config.seed)
         self.model = QTransformer(model_cfg).to(self.device)
+        self._set_input_statistics()
         self.is_q = model_cfg.algorithm == "q_transformer"
         self.target = copy.deepcopy(self.model).requires_grad_(False).eval() if self.is_q else None
         self.net: torch.nn.Module = self.model
@@ -134,15 +146,54 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=(0.9, 0.99))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, self.config))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _lr_factor(s, self.config, self._time_progress()))
         self.amp = bool(config.amp and use_cuda)
         self.step = 0
         self.wall_time_s = 0.0
         self.command = command
+        self.eval_history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None  # {"step", "success_rate", ...} of best.pt
         if state is not None:
             self._load_state(state)
         self.progress = progress and self.rank == 0
         self._writer = None
+        self._evaluator: Any = None
+
+    # ---- observations beyond the image ----------------------------------------------------
+
+    def _state_features(self, image_mode: bool) -> np.ndarray | None:
+        """State mode: object features of every frame, computed once (qt_common.proprio)."""
+        if image_mode:
+            return None
+        poses = self.dataset.object_poses
+        if poses is None:
+            raise ValueError(f"obs_mode 'state': dataset {self.dataset.path} has no object_poses "
+                             "(bags recorded without /sim/object_poses)")
+        return object_features(np.asarray(poses).reshape(len(self.dataset), -1, 7))
+
+    def _aux_targets(self, image_mode: bool, weight: float) -> np.ndarray | None:
+        """Standardised object positions [N, K * 3] for the auxiliary loss, if the data has poses."""
+        poses = self.dataset.object_poses
+        if not image_mode or weight <= 0 or poses is None:
+            return None
+        xyz = np.asarray(poses, np.float32).reshape(len(self.dataset), -1, 7)[:, :, :3].reshape(len(self.dataset), -1)
+        return ((xyz - xyz.mean(0)) / np.maximum(xyz.std(0), 1e-3)).astype(np.float32)
+
+    def _set_input_statistics(self) -> None:
+        """Proprio (and state) standardisation from the training data, stored in the model."""
+        with torch.no_grad():
+            if self.model.cfg.proprio_dim:
+                values = np.asarray(self.dataset.proprio, np.float64)
+                self.model.proprio_mean.copy_(torch.from_numpy(values.mean(0)))
+                self.model.proprio_std.copy_(torch.from_numpy(np.maximum(values.std(0), 1e-3)))
+            if self.state_features is not None:
+                self.model.state_mean.copy_(torch.from_numpy(self.state_features.mean(0)))
+                self.model.state_std.copy_(torch.from_numpy(np.maximum(self.state_features.std(0), 1e-3)))
+
+    def _time_progress(self) -> float:
+        budget = self.config.time_budget_s
+        return getattr(self, "wall_time_s", 0.0) / budget if budget > 0 else 0.0
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -166,6 +217,9 @@ class Trainer:
             "wall_time_s": self.wall_time_s,
             "world_size": self.world_size,
             "control_rate_hz": self._control_rate_hz(),
+            "proprio_layout": self.dataset.proprio_layout,
+            "eval_history": self.eval_history,
+            "best": self.best,
         }
 
     def _control_rate_hz(self) -> float | None:
@@ -183,6 +237,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.wall_time_s = float(state.get("wall_time_s", 0.0))
+        self.eval_history = list(state.get("eval_history") or [])
+        self.best = state.get("best")
 
     def save(self, path: Path | None = None) -> Path | None:
         """Write the checkpoint (rank 0 only); returns its path."""
@@ -200,6 +256,10 @@ class Trainer:
         dev = self.device
         out = {name: torch.from_numpy(np.ascontiguousarray(getattr(batch, name))).to(dev)
                for name in ("image", "next_image", "bins", "reward", "discount", "return_to_go")}
+        if self.state_features is not None:  # state mode: the observation is the object features
+            out["image"] = torch.from_numpy(self.state_features[batch.index]).to(dev)
+            out["next_image"] = torch.from_numpy(self.state_features[batch.next_index]).to(dev)
+        out["aux"] = torch.from_numpy(self.aux_targets[batch.index]).to(dev) if self.aux_targets is not None else None
         out["embedding"] = self.embeddings[torch.from_numpy(batch.instruction).to(dev)]
         has_proprio = self.model.cfg.proprio_dim > 0
         out["proprio"] = torch.from_numpy(batch.proprio).to(dev) if has_proprio else None
@@ -212,7 +272,10 @@ class Trainer:
         t = self._tensors(self.sampler.batch(idx, self.step))
         self.net.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.net(t["image"], t["embedding"], t["bins"], t["proprio"])
+            if t["aux"] is not None:
+                logits, aux = self.net(t["image"], t["embedding"], t["bins"], t["proprio"], with_aux=True)
+            else:
+                logits, aux = self.net(t["image"], t["embedding"], t["bins"], t["proprio"]), None
             if self.is_q:
                 assert self.target is not None
                 with torch.no_grad():
@@ -226,7 +289,12 @@ class Trainer:
                 parts["target/td_mean"] = td.mean()
                 parts["target/mc_bound_active"] = (t["return_to_go"][:, None] > td).float().mean()
             else:
-                loss, parts = bc_loss(logits, t["bins"])
+                loss, parts = bc_loss(logits, t["bins"], self.config.bc_label_sigma)
+            if aux is not None:
+                aux_loss = torch.nn.functional.mse_loss(aux.float(), t["aux"])
+                loss = loss + self.config.aux_weight * aux_loss
+                parts["loss/aux"] = aux_loss.detach()
+                parts["loss/total"] = loss.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -258,35 +326,92 @@ class Trainer:
         return self._writer
 
     def run(self, steps: int | None = None) -> dict[str, Any]:
-        """Train until ``steps`` (default: config.steps) total steps; checkpoint on the way."""
+        """Train until ``steps`` (default: config.steps) total steps or the time budget; checkpoint
+        on the way; with ``eval_every``, check success on held-out layouts and keep the best."""
         from tqdm import tqdm
 
         total = self.config.steps if steps is None else steps
         batch = self.config.batch_size
-        start_step, started, base_wall = self.step, time.perf_counter(), self.wall_time_s
+        budget = self.config.time_budget_s
+        start_step, base_wall = self.step, self.wall_time_s
+        started, eval_s = time.perf_counter(), 0.0
         bar = tqdm(total=total * batch, initial=self.step * batch, unit="sample", unit_scale=True,
                    disable=not self.progress, dynamic_ncols=True, mininterval=1.0,
                    desc=f"train {self.model.cfg.algorithm}")
         last: dict[str, float] = {}
         try:
-            while self.step < total:
+            while self.step < total and not (budget > 0 and self.wall_time_s >= budget):
                 last = self.train_step()
                 bar.update(batch)
-                elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - started - eval_s  # training time, evaluations excluded
                 self.wall_time_s = base_wall + elapsed
                 if self.step % self.config.log_every == 0 or self.step == total:
                     last["samples_per_s"] = (self.step - start_step) * batch / max(elapsed, 1e-9)
                     self._log(last)
                     bar.set_postfix(loss=f"{last['loss/total']:.4f}", refresh=False)
+                if self.config.eval_every and self.step % self.config.eval_every == 0:
+                    eval_s += self.evaluate_now(bar.write)
                 if self.out_dir is not None and self.step % self.config.checkpoint_every == 0:
                     self.save()
+            if self.config.eval_every and (not self.eval_history or self.eval_history[-1]["step"] != self.step):
+                self.evaluate_now(bar.write)
         finally:
             bar.close()
+            if self._evaluator is not None:
+                self._evaluator.close()
+                self._evaluator = None
         if self.out_dir is not None:
             self.save()
         if self._writer is not None:
             self._writer.flush()
         return {"step": self.step, "wall_time_s": self.wall_time_s, **last}
+
+    # ---- success during training -----------------------------------------------------------
+
+    def evaluator(self):  # -> RolloutEvaluator
+        """Held-out layouts of the dataset's tasks, each with a wording the dataset has."""
+        if self._evaluator is None:
+            from qt_trainer.rollouts import RolloutEvaluator
+
+            wordings: dict[str, str] = {}
+            for record in self.dataset.episodes:
+                if record.get("task_id"):
+                    wordings.setdefault(record["task_id"], self.dataset.instructions[record["instruction_index"]])
+            if not wordings:
+                raise ValueError(f"eval_every: dataset {self.dataset.path} names no task ids (not sim data)")
+            vectors = self.embeddings.cpu().numpy()
+            embeddings = {text: vectors[i] for i, text in enumerate(self.instructions)}
+            h, w, _ = self.dataset.image_shape
+            rate = self._control_rate_hz() or 10.0
+            self._evaluator = RolloutEvaluator(
+                tasks=sorted(wordings), wordings=wordings, embeddings=embeddings, image_hw=(h, w),
+                proprio_layout=self.dataset.proprio_layout, obs_mode=self.model.cfg.obs_mode, spec=self.spec,
+                control_period_s=1.0 / rate, episodes_per_task=self.config.eval_episodes_per_task,
+                horizon=self.config.eval_horizon)
+        return self._evaluator
+
+    def evaluate_now(self, write=print) -> float:
+        """One success check; logs it, keeps best.pt. Returns the seconds it took."""
+        if self.rank != 0:
+            return 0.0
+        report = self.evaluator().evaluate(self.model, self.device)
+        entry = {"step": self.step, "train_wall_s": round(self.wall_time_s, 1), **report.to_dict()}
+        self.eval_history.append(entry)
+        write(f"eval @ step {self.step} ({self.wall_time_s / 60:.1f} train-min): {report.line()} "
+              f"in {report.wall_s:.0f} s")
+        writer = self._tb()
+        if writer is not None:
+            writer.add_scalar("eval/success_rate", report.rate, self.step)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / EVAL_LOG_NAME, "a") as log:
+                log.write(json.dumps(entry) + "\n")
+        if self.best is None or report.rate >= self.best["success_rate"]:
+            self.best = {"step": self.step, "success_rate": report.rate, "successes": report.successes,
+                         "episodes": report.episodes, "train_wall_s": self.wall_time_s}
+            if self.out_dir is not None:
+                self.save(self.out_dir / BEST_NAME)
+        return report.wall_s
 
     def _log(self, metrics: dict[str, float]) -> None:
         writer = self._tb()
@@ -311,12 +436,17 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         model = replace(ModelConfig(), **MODEL_SIZES[args.model_size])
     if args.algorithm:
         model = replace(model, algorithm=args.algorithm)
+    if args.obs_mode:
+        model = replace(model, obs_mode=args.obs_mode)
     overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": args.lr_schedule,
         "warmup_steps": args.warmup_steps, "gamma": args.gamma, "n_step": args.n_step, "alpha": args.alpha,
         "target_update": args.target_update, "tau": args.tau, "target_copy_every": args.target_copy_every,
         "augment_shift": args.augment_shift, "seed": args.seed, "device": args.device,
         "num_threads": args.threads, "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
+        "aux_weight": args.aux_weight, "bc_label_sigma": args.bc_label_sigma, "eval_every": args.eval_every,
+        "eval_episodes_per_task": args.eval_episodes_per_task, "eval_horizon": args.eval_horizon,
+        "time_budget_s": None if args.time_budget_min is None else 60.0 * args.time_budget_min,
     }
     values = {k: v for k, v in overrides.items() if v is not None}
     if args.no_conservative:
@@ -352,7 +482,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-amp", action="store_true")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 1: see docs/TRAINER.md)")
+    parser.add_argument("--obs-mode", choices=OBS_MODES,
+                        help="image (default) or state: object poses + proprio instead of the image (sim data)")
+    parser.add_argument("--bc-label-sigma", type=float,
+                        help="BC: Gaussian soft target over neighbouring bins, in bins (default 2; 0: one-hot)")
+    parser.add_argument("--aux-weight", type=float, help="object-position auxiliary loss weight (default 1; 0: off)")
+    parser.add_argument("--time-budget-min", type=float, help="stop after this many minutes of training")
+    parser.add_argument("--eval-every", type=int,
+                        help="steps between success checks on held-out sim layouts (keeps best.pt; 0: off)")
+    parser.add_argument("--eval-episodes-per-task", type=int)
+    parser.add_argument("--eval-horizon", type=int, help="episode length of those checks (default: the sim's)")
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--checkpoint-every", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
