@@ -9,8 +9,8 @@ decide exactly as the ROS path does on the same seed:
   the node;
 * the command is what the sim driver executes: the ArmAction values, which travel as float32;
 * the observation is what the sim driver publishes: the env's camera frame, and for models
-  with ``proprio_dim`` 7 the end-effector pose as ``ee_pose`` carries it (position, quaternion
-  x y z w; :func:`qt_policy_node.proprio.ee_pose_vector`);
+  with proprio the card's layout built by the node's own :class:`ProprioAssembler` from the
+  end-effector pose and finger joints the driver publishes on ``ee_pose`` / ``joint_states``;
 * the episode is the driver's: reset with the task, seed and wording, then one tick before
   any command (the driver's first tick executes nothing: no decision on this episode exists
   yet), then one decision per frame, executed on the next tick, until the success check or
@@ -36,7 +36,7 @@ from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.eval_plan import EpisodeSpec
 from qt_policy_node.eval_report import EpisodeResult
 from qt_policy_node.instructions import InstructionEmbedder
-from qt_policy_node.proprio import check_dim, ee_pose_vector
+from qt_policy_node.proprio import ProprioAssembler, card_layout
 from qt_policy_node.safety import INSTRUCTION_OK, SafetyConfig, SafetyLayer
 from qt_policy_node.text_encoder import load_text_encoder
 
@@ -59,7 +59,7 @@ class PolicyAgent:
         self.decoder = PolicyDecoder(model_dir, providers.usable(requested, onnxruntime.get_available_providers()),
                                      expected_action_spec_digest=spec.digest(), threads=int(params["intra_op_threads"]),
                                      allow_cpu_fallback=True)
-        check_dim(self.decoder.proprio_dim)
+        layout = card_layout(self.decoder.card)
         self.spec = spec
         safety = SafetyLayer(spec, SafetyConfig(
             image_timeout_s=float(params["image_timeout_s"]), heartbeat_timeout_s=float(params["heartbeat_timeout_s"]),
@@ -72,6 +72,8 @@ class PolicyAgent:
         text = self.decoder.card["text_encoder"]
         embedder = InstructionEmbedder(text.get("embeddings", {}), int(text["dim"]), encoder)
         self.controller = PolicyController(self.decoder, safety, embedder, self.decoder.proprio_dim)
+        self.proprio = None if self.controller.proprio is None else ProprioAssembler(
+            layout, self.controller.proprio, list(params["finger_joints"]), float(params["finger_travel_m"]))
 
     def begin_episode(self, instruction: str) -> None:
         """As the ROS evaluation's activate: no old frame, the slew ramp from stop, the new goal."""
@@ -82,13 +84,13 @@ class PolicyAgent:
         if embedder.state != INSTRUCTION_OK:
             raise ValueError(f"instruction {instruction!r}: {embedder.problem}")
 
-    def act(self, image: np.ndarray, ee_pos: np.ndarray, ee_quat_wxyz: np.ndarray, now_s: float
-            ) -> tuple[np.ndarray, TickResult]:
+    def act(self, image: np.ndarray, ee_pos: np.ndarray, ee_quat_wxyz: np.ndarray, fingers: np.ndarray,
+            now_s: float) -> tuple[np.ndarray, TickResult]:
         """One control tick on a fresh frame: the command values (after the safety layer)."""
         controller = self.controller
         controller.set_image(image, now_s)
-        if controller.proprio is not None:
-            controller.proprio[:] = ee_pose_vector(ee_pos, ee_quat_wxyz)
+        if self.proprio is not None:
+            self.proprio.set_state(ee_pos, ee_quat_wxyz, fingers)
             controller.proprio_updated(now_s)
         result = controller.tick(now_s, None)
         # What the driver executes is what qt_msgs/ArmAction carries: float32 values.
@@ -128,7 +130,8 @@ def _episode(env: Any, agent: PolicyAgent, spec: EpisodeSpec, period: float, kee
         result.frames.append(obs["image"])
     while not (terminated or truncated):
         state = env.scene_state()
-        values, tick = agent.act(obs["image"], state.ee_pos, state.ee_quat, result.steps * period)
+        values, tick = agent.act(obs["image"], state.ee_pos, state.ee_quat, state.joint_positions[-2:],
+                                 result.steps * period)
         if tick.decoded:
             result.decode_ms.append(tick.inference_latency_ms)
         if keep_executed:

@@ -39,7 +39,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64, Header, String
 from std_srvs.srv import Trigger
 
@@ -102,6 +102,7 @@ class PolicyNode(LifecycleNode):
 
     def _reset_runtime(self) -> None:
         self.controller: PolicyController | None = None
+        self.proprio: proprio.ProprioAssembler | None = None
         self.decoder: Any = None
         self.spec: ActionSpec | None = None
         self.state_label = "unconfigured"
@@ -223,7 +224,10 @@ class PolicyNode(LifecycleNode):
             allow_cpu_fallback=True,  # judged below against the full preference list
         )
         warning = providers.judge(requested, decoder.provider)
-        proprio.check_dim(decoder.proprio_dim)
+        try:
+            layout = proprio.card_layout(decoder.card)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         rate = float(self.param("control_rate_hz")) or float(decoder.card["control_rate_hz"])
         if not 0 < rate <= 1000:
             raise ConfigurationError(f"control_rate_hz: expected (0, 1000], got {rate}")
@@ -252,13 +256,15 @@ class PolicyNode(LifecycleNode):
         self.converter = ImageConverter(height, width, bool(self.param("resize_images")))
         self.decoder, self.spec, self.provider, self.provider_warning = decoder, spec, decoder.provider, warning
         self.controller = PolicyController(decoder, safety, embedder, decoder.proprio_dim)
+        self.proprio = None if self.controller.proprio is None else proprio.ProprioAssembler(
+            layout, self.controller.proprio, list(self.param("finger_joints")), float(self.param("finger_travel_m")))
         self._period_s = 1.0 / rate
         self._throttle_s = float(self.param("log_throttle_s"))
         self._prepare_messages(spec)
         self._create_entities()
         log = self.get_logger()
         log.info(f"model {decoder.card['model_id']} from {model_dir} ({decoder.card['algorithm']}); proprio: "
-                 f"{proprio.LAYOUTS.get(decoder.proprio_dim, 'none')}")
+                 f"{layout}")
         log.info(f"execution provider: {decoder.provider} (requested {requested})")
         if warning:
             log.warning(warning)
@@ -300,9 +306,12 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(Header, self.param("heartbeat_topic"), guard(self._on_heartbeat), _reliable(10),
                                      **group),
         ]
-        if self.controller is not None and self.controller.proprio is not None:
+        if self.proprio is not None:
             subs.append(self.create_subscription(PoseStamped, self.param("proprio_topic"), guard(self._on_pose),
                                                  _reliable(10), **group))
+            if self.proprio.needs_joint_states:
+                subs.append(self.create_subscription(JointState, self.param("joint_states_topic"),
+                                                     guard(self._on_joints), _reliable(10), **group))
         if self.param("compressed_camera_topic"):
             subs.append(self.create_subscription(CompressedImage, self.param("compressed_camera_topic"),
                                                  guard(self._on_compressed), qos_profile_sensor_data, **group))
@@ -378,12 +387,20 @@ class PolicyNode(LifecycleNode):
                 self._on_tick()  # stop now, not at the next tick
 
     def _on_pose(self, msg: PoseStamped) -> None:
-        assert self.controller is not None and self.controller.proprio is not None
-        if not proprio.pose_into(msg, self.controller.proprio):
+        assert self.controller is not None and self.proprio is not None
+        if not self.proprio.pose(msg):
             self.get_logger().warning("rejected ee pose: position/orientation not finite",
                                       throttle_duration_sec=self._throttle_s)
-            return
-        self.controller.proprio_updated(_stamp_s(msg.header.stamp) or self._now_s())
+        elif self.proprio.ready:
+            self.controller.proprio_updated(_stamp_s(msg.header.stamp) or self._now_s())
+
+    def _on_joints(self, msg: JointState) -> None:
+        assert self.controller is not None and self.proprio is not None
+        if not self.proprio.joints(msg):
+            self.get_logger().warning(f"joint_states without finite finger joints {self.proprio.finger_joints}",
+                                      throttle_duration_sec=self._throttle_s)
+        elif self.proprio.ready:
+            self.controller.proprio_updated(_stamp_s(msg.header.stamp) or self._now_s())
 
     def _on_heartbeat(self, msg: Header) -> None:
         self._heartbeat_rx_s = self._now_s()

@@ -1,47 +1,95 @@
-"""Proprioception input for models trained with it: the end-effector pose as the dataset has it.
+"""Proprioception input for models trained with it: the layout the card names, from live messages.
 
-Why this layout: datasets made from bags carry proprio only through ``qt convert --proprio
-ee_pose`` (qt_data_logger.convert), which stores the newest ``/ee_pose`` (geometry_msgs/
-PoseStamped) at each step as 7 float32 values: position x y z, orientation quaternion x y z w.
-The card records only ``proprio_dim``, so a 7-value model is fed exactly that; any other size is
-refused at configure rather than fed a guess.
+The card's ``proprio_layout`` (qt_common.proprio; legacy cards only give ``proprio_dim``: 7 is
+``ee_pose``) says which vector the model was trained on. The node rebuilds exactly that vector
+with qt_common.proprio's functions, the ones ``qt convert`` used on the bags:
+
+* ``ee_pose``: /ee_pose (geometry_msgs/PoseStamped) position x y z + quaternion x y z w.
+* ``ee_yaw_gripper``: /ee_pose position, sin/cos of the gripper yaw, and the finger opening from
+  the finger joints of /joint_states (sensor_msgs/JointState; names and travel are parameters).
+
+A card naming any other layout is refused at configure rather than fed a guess. Values go in
+raw: the exported graph standardises them with the training data's statistics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-EE_POSE_DIM = 7
-LAYOUTS = {EE_POSE_DIM: "ee_pose (position x y z, orientation x y z w) from geometry_msgs/PoseStamped"}
+from qt_common import proprio as layouts
+
+SUPPORTED = ("ee_pose", "ee_yaw_gripper")
 
 
-def check_dim(proprio_dim: int) -> None:
-    if proprio_dim and proprio_dim not in LAYOUTS:
+def card_layout(card: dict[str, Any]) -> str:
+    """The layout a card names (``none`` without proprio); a ValueError naming the field otherwise."""
+    dim = int(card.get("proprio_dim", 0))
+    name = str(card.get("proprio_layout") or layouts.layout_for_dim(dim))
+    if name == "none" and dim == 0:
+        return name
+    if name not in SUPPORTED or layouts.LAYOUTS[name].dim != dim:
         raise ValueError(
-            f"policy.json field 'proprio_dim' is {proprio_dim}: the node knows proprio layouts {LAYOUTS} "
-            "(qt convert --proprio ee_pose) or none"
+            f"policy.json field 'proprio_layout' is {name!r} with proprio_dim {dim}: the node builds "
+            f"{ {n: layouts.LAYOUTS[n].dim for n in SUPPORTED} } or none"
         )
+    return name
 
 
-def pose_into(msg: Any, out: np.ndarray) -> bool:
-    """Write a PoseStamped into ``out`` (float32 [7]); False (out untouched) when not finite."""
-    p, q = msg.pose.position, msg.pose.orientation
-    values = (p.x, p.y, p.z, q.x, q.y, q.z, q.w)
-    if not all(np.isfinite(values)):
-        return False
-    out[:] = values
-    return True
+class ProprioAssembler:
+    """Keeps the newest pose (and finger positions) and writes the layout's vector into ``out``."""
 
+    def __init__(self, layout: str, out: np.ndarray, finger_joints: Sequence[str] = layouts.DEFAULT_FINGER_JOINTS,
+                 finger_travel_m: float = layouts.DEFAULT_FINGER_TRAVEL_M):
+        self.layout = layouts.layout(layout)
+        self.out = out
+        self.finger_joints = tuple(finger_joints)
+        self.finger_travel_m = float(finger_travel_m)
+        self._pose: tuple[np.ndarray, np.ndarray] | None = None  # xyz, quaternion w x y z
+        self._fingers: np.ndarray | None = None
 
-def ee_pose_vector(position: Any, quat_wxyz: Any) -> np.ndarray:
-    """The same 7 float32 values :func:`pose_into` takes from a PoseStamped, from a position and a
-    w-first quaternion (MuJoCo / transforms3d order, e.g. qt_sim's ``SceneState.ee_quat``).
+    @property
+    def needs_joint_states(self) -> bool:
+        return self.layout.needs_joint_states
 
-    For in-process evaluation: the sim driver publishes exactly these numbers on ``ee_pose``, so a
-    model sees bit-identical proprioception with and without ROS in between.
-    """
-    w, x, y, z = (float(v) for v in quat_wxyz)
-    px, py, pz = (float(v) for v in position)
-    return np.array([px, py, pz, x, y, z, w], dtype=np.float32)
+    @property
+    def ready(self) -> bool:
+        """Every input of the layout has arrived (``out`` holds a whole vector)."""
+        return self._pose is not None and (self._fingers is not None or not self.needs_joint_states)
+
+    def pose(self, msg: Any) -> bool:
+        """A PoseStamped; False (nothing changes) when not finite."""
+        p, q = msg.pose.position, msg.pose.orientation
+        xyz, quat = np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z])
+        if not (np.isfinite(xyz).all() and np.isfinite(quat).all()):
+            return False
+        self._pose = (xyz, quat)
+        self._write()
+        return True
+
+    def joints(self, msg: Any) -> bool:
+        """A JointState; False (nothing changes) when a finger joint is missing or not finite."""
+        names = list(msg.name)
+        try:
+            fingers = np.array([msg.position[names.index(j)] for j in self.finger_joints], dtype=np.float64)
+        except (ValueError, IndexError):
+            return False
+        if not np.isfinite(fingers).all():
+            return False
+        self._fingers = fingers
+        self._write()
+        return True
+
+    def set_state(self, xyz: Sequence[float], quat_wxyz: Sequence[float], fingers: Sequence[float] | None) -> None:
+        """In-process evaluation: the same vector from the simulator's state."""
+        self._pose = (np.asarray(xyz, np.float64), np.asarray(quat_wxyz, np.float64))
+        self._fingers = None if fingers is None else np.asarray(fingers, np.float64)
+        self._write()
+
+    def _write(self) -> None:
+        if self.ready:
+            assert self._pose is not None
+            self.out[:] = layouts.build(self.layout.name, self._pose[0], self._pose[1], self._fingers,
+                                        self.finger_travel_m)

@@ -30,4 +30,5 @@ def proprio_vector(ee_pos: np.ndarray, ee_yaw: float, opening: float) -> np.ndar
 
 def proprio_from_pose(position_xyz: np.ndarray, quat_wxyz: np.ndarray, finger_positions: np.ndarray) -> np.ndarray:
     """From an end-effector pose message and the two finger joint positions (metres)."""
-    return ee_yaw_gripper(position_xyz, yaw_from_quaternion(quat_wxyz), gripper_opening(finger_positions, FINGER_TRAVEL))
+    opening = gripper_opening(finger_positions, FINGER_TRAVEL)
+    return ee_yaw_gripper(position_xyz, yaw_from_quaternion(quat_wxyz), opening)

@@ -135,6 +135,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between in-process success checks on held-out layouts (0: off)
     eval_episodes_per_task: int = 10
     eval_horizon: int = 0  # 0: the sim's default horizon
+    eval_seed_base: int = 200_000  # validation layouts (qt eval's test layouts start at 100000)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, on CUDA only

@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 from qt_common.action_spec import ActionSpec
+from qt_common.proprio import layout_for_dim
 from torch import Tensor, nn
 
 from qt_trainer.checkpoint import load_checkpoint
 from qt_trainer.config import ModelConfig
 from qt_trainer.model import QTransformer
 from qt_trainer.onnx_util import OPSET, onnx_export
+from qt_trainer.train import BEST_NAME, CHECKPOINT_NAME
 
 CARD_FORMAT = "qt-policy"
 CARD_SCHEMA_VERSION = 1
@@ -128,7 +130,8 @@ def verify_onnx(model: QTransformer, spec: ActionSpec, path: Path, samples: int 
 
 
 def build_card(model: QTransformer, spec: ActionSpec, *, model_id: str, embeddings: dict[str, list[float]],
-               text_encoder_id: str, control_rate_hz: float, training: dict[str, Any]) -> dict[str, Any]:
+               text_encoder_id: str, control_rate_hz: float, training: dict[str, Any],
+               proprio_layout: str = "") -> dict[str, Any]:
     cfg = model.cfg
     return {
         "format": CARD_FORMAT,
@@ -140,6 +143,10 @@ def build_card(model: QTransformer, spec: ActionSpec, *, model_id: str, embeddin
         "image": {"height": cfg.image_height, "width": cfg.image_width, "encoding": "rgb8",
                   "mean": list(cfg.image_mean), "std": list(cfg.image_std), "scale": "pixel / 255"},
         "proprio_dim": cfg.proprio_dim,
+        # Which vector (qt_common.proprio), fed raw: the graph standardises it with these statistics.
+        "proprio_layout": proprio_layout or layout_for_dim(cfg.proprio_dim),
+        "proprio_normalisation": {"mean": model.proprio_mean.tolist(), "std": model.proprio_std.tolist(),
+                                  "applied": "inside policy.onnx"},
         "text_encoder": {"id": text_encoder_id, "dim": cfg.embed_dim, "embeddings": embeddings},
         "control_rate_hz": float(control_rate_hz),
         "onnx_io": onnx_io(cfg),
@@ -151,8 +158,11 @@ def build_card(model: QTransformer, spec: ActionSpec, *, model_id: str, embeddin
 
 def export_policy(model: QTransformer, spec: ActionSpec, out_dir: Path, *, name: str,
                   embeddings: dict[str, list[float]], text_encoder_id: str, control_rate_hz: float = 10.0,
-                  training: dict[str, Any] | None = None, verify: bool = True) -> Path:
+                  training: dict[str, Any] | None = None, verify: bool = True, proprio_layout: str = "") -> Path:
     """Write policy.onnx + policy.json into ``out_dir``; returns the directory."""
+    if model.cfg.obs_mode != "image":
+        raise ValueError(f"obs_mode {model.cfg.obs_mode!r}: only image models run in the policy node; evaluate "
+                         "state-mode models in process (qt train --eval-every, bench/learning_ladder.py)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for text, vector in embeddings.items():
@@ -165,7 +175,8 @@ def export_policy(model: QTransformer, spec: ActionSpec, out_dir: Path, *, name:
         verify_onnx(model, spec, onnx_path)
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:8]
     card = build_card(model, spec, model_id=f"{name}-{digest}", embeddings=embeddings,
-                      text_encoder_id=text_encoder_id, control_rate_hz=control_rate_hz, training=training or {})
+                      text_encoder_id=text_encoder_id, control_rate_hz=control_rate_hz, training=training or {},
+                      proprio_layout=proprio_layout)
     tmp = out_dir / "policy.json.tmp"
     tmp.write_text(json.dumps(card, indent=1))
     os.replace(tmp, out_dir / "policy.json")
@@ -178,14 +189,28 @@ def model_from_checkpoint(state: dict[str, Any]) -> tuple[QTransformer, ActionSp
     return model.eval(), ActionSpec.from_dict(state["action_spec"])
 
 
+def resolve_checkpoint(checkpoint: Path, which: str = "auto") -> Path:
+    """A checkpoint file, or in a run directory ``best.pt`` (highest in-training success) or
+    ``checkpoint.pt`` (the last step). ``auto``: best when the run evaluated during training."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        return checkpoint
+    best, last = checkpoint / BEST_NAME, checkpoint / CHECKPOINT_NAME
+    if which == "best" and not best.is_file():
+        raise ValueError(f"{checkpoint}: no {BEST_NAME} (train with --eval-every to keep the best checkpoint)")
+    return best if which == "best" or (which == "auto" and best.is_file()) else last
+
+
 def export_checkpoint(checkpoint: Path, out_dir: Path, *, name: str | None = None,
-                      control_rate_hz: float | None = None,
+                      control_rate_hz: float | None = None, which: str = "auto",
                       extra_instructions: tuple[str, ...] = (), with_text_encoder: bool = True) -> Path:
     """Checkpoint (file or run directory) -> policy artefact; optionally the ONNX text encoder too.
 
-    ``control_rate_hz`` None: the rate recorded in the training data, else 10 Hz.
+    ``control_rate_hz`` None: the rate recorded in the training data, else 10 Hz. ``which``: see
+    :func:`resolve_checkpoint`; the card says which checkpoint and step it holds.
     """
-    state = load_checkpoint(Path(checkpoint))
+    path = resolve_checkpoint(Path(checkpoint), which)
+    state = load_checkpoint(path)
     model, spec = model_from_checkpoint(state)
     embeddings = {t: np.asarray(e, np.float32).tolist() for t, e in zip(state["instructions"], state["embeddings"],
                                                                          strict=True)}
@@ -202,11 +227,13 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, *, name: str | None = Non
         "seed": int(state["train_config"].get("seed", 0)),
         "wall_time_s": float(state.get("wall_time_s", 0.0)),
         "config": state["train_config"],
+        "checkpoint": path.name,
+        "eval_during_training": {"best": state.get("best"), "history": state.get("eval_history") or []},
     }
     rate = control_rate_hz or state.get("control_rate_hz") or DEFAULT_CONTROL_RATE_HZ
     export_policy(model, spec, out_dir, name=name or out_dir.name, embeddings=embeddings,
                   text_encoder_id=state.get("text_encoder_id", ""), control_rate_hz=rate,
-                  training=training)
+                  training=training, proprio_layout=state.get("proprio_layout", ""))
     if with_text_encoder:
         from qt_trainer.text import export_text_encoder
 
@@ -221,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--control-rate-hz", type=float,
                         help="control rate written to the card (default: the training data's, else 10)")
+    parser.add_argument("--checkpoint", dest="checkpoint_choice", choices=("auto", "best", "last"), default="auto",
+                        help="in a run directory: best.pt (highest success during training), checkpoint.pt (last), "
+                        "or auto = best when it exists")
     parser.add_argument("--instruction", action="append", default=[],
                         help="also cache this instruction's embedding in the card (repeatable)")
     parser.add_argument("--no-text-encoder", action="store_true",
@@ -229,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         out = export_checkpoint(args.checkpoint, args.models_dir / args.name, name=args.name,
-                                control_rate_hz=args.control_rate_hz, extra_instructions=tuple(args.instruction),
+                                control_rate_hz=args.control_rate_hz, which=args.checkpoint_choice,
+                                extra_instructions=tuple(args.instruction),
                                 with_text_encoder=not args.no_text_encoder)
     except (ValueError, RuntimeError) as exc:
         print(f"qt export: {exc}", file=sys.stderr)

@@ -132,27 +132,40 @@ def feature_grid(cfg: ModelConfig) -> tuple[int, int]:
 
 
 class StateEncoder(nn.Module):
-    """State mode: one token per object (a shared MLP over its 7 features and the standardised
-    proprio, + a learned identity), so attention can pick the object the instruction names, as
-    keypoints do for images, and each token already relates its object to the gripper."""
+    """State mode: one token per object, so attention can pick the object the instruction names,
+    as keypoints do for images.
+
+    A shared MLP reads each object's 7 features, the standardised proprio (so a token already
+    relates its object to the gripper) and the object's one-hot identity; its hidden layer is
+    FiLM-modulated by the instruction (zero-initialised), so "is this the cube I was asked for"
+    can be computed inside the token. Without that the policy grasped well but went for a
+    random cube (measured: 30 % on pick, one in three).
+    """
 
     FEATURES_PER_OBJECT = 7  # qt_common.proprio.object_features
 
-    def __init__(self, state_dim: int, proprio_dim: int, d_model: int):
+    def __init__(self, state_dim: int, proprio_dim: int, embed_dim: int, d_model: int):
         super().__init__()
         if state_dim % self.FEATURES_PER_OBJECT:
             raise ValueError(f"model config: 'state_dim' {state_dim} is not a multiple of "
                              f"{self.FEATURES_PER_OBJECT} object features")
         self.num_objects = state_dim // self.FEATURES_PER_OBJECT
-        self.net = nn.Sequential(nn.Linear(self.FEATURES_PER_OBJECT + proprio_dim, 2 * d_model), nn.GELU(),
-                                 nn.Linear(2 * d_model, d_model))
-        self.identity = nn.Parameter(torch.randn(self.num_objects, d_model) * 0.02)
+        hidden = 2 * d_model
+        self.inp = nn.Linear(self.FEATURES_PER_OBJECT + proprio_dim + self.num_objects, hidden)
+        self.film = nn.Linear(embed_dim, 2 * hidden)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.out = nn.Linear(hidden, d_model)
+        self.register_buffer("identity", torch.eye(self.num_objects), persistent=False)
 
-    def forward(self, state: Tensor, proprio: Tensor | None) -> Tensor:
-        objects = state.reshape(state.shape[0], self.num_objects, self.FEATURES_PER_OBJECT)
+    def forward(self, state: Tensor, proprio: Tensor | None, embedding: Tensor) -> Tensor:
+        b = state.shape[0]
+        parts = [state.reshape(b, self.num_objects, self.FEATURES_PER_OBJECT)]
         if proprio is not None:
-            objects = torch.cat([objects, proprio.unsqueeze(1).expand(-1, self.num_objects, -1)], dim=-1)
-        return self.net(objects) + self.identity
+            parts.append(proprio.unsqueeze(1).expand(-1, self.num_objects, -1))
+        parts.append(self.identity.expand(b, -1, -1))
+        gamma, beta = self.film(embedding).unsqueeze(1).chunk(2, dim=-1)
+        return self.out(F.gelu(self.inp(torch.cat(parts, dim=-1)) * (1.0 + gamma) + beta))
 
 
 class Attention(nn.Module):
@@ -212,7 +225,7 @@ class QTransformer(nn.Module):
         else:
             if cfg.state_dim < 1:
                 raise ValueError("model config: obs_mode 'state' needs 'state_dim' >= 1 (a dataset with object poses)")
-            self.state_encoder = StateEncoder(cfg.state_dim, cfg.proprio_dim, dm)
+            self.state_encoder = StateEncoder(cfg.state_dim, cfg.proprio_dim, cfg.embed_dim, dm)
         self.aux_head = nn.Linear(num_obs * dm, cfg.aux_dim) if cfg.aux_dim > 0 else None
         self.text_proj = nn.Linear(cfg.embed_dim, dm)
         self.proprio_proj = nn.Linear(cfg.proprio_dim, dm) if cfg.proprio_dim > 0 else None
@@ -259,7 +272,7 @@ class QTransformer(nn.Module):
             x = obs.permute(0, 3, 1, 2).float() * self.pixel_scale + self.pixel_shift
             observed = self.token_learner(self.encoder(x, embedding))
         else:
-            observed = self.state_encoder((obs.float() - self.state_mean) / self.state_std, proprio)
+            observed = self.state_encoder((obs.float() - self.state_mean) / self.state_std, proprio, embedding)
         tokens = [self.text_proj(embedding).unsqueeze(1), observed]
         if self.proprio_proj is not None:
             tokens.append(self.proprio_proj(proprio).unsqueeze(1))

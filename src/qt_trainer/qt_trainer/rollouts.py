@@ -8,7 +8,9 @@ frame, executed as float32 values, until the success check or the horizon), so t
 compare with ``qt eval``. What differs: the PyTorch model instead of the ONNX graph (parity is
 tested in tests/trainer/test_export.py) and no safety-layer slew limit.
 
-Layouts are seeds from ``HELDOUT_SEED_BASE`` up, which collection never uses by default.
+Layouts are seeds from ``VALIDATION_SEED_BASE`` up while training (they choose the checkpoint)
+and from ``TEST_SEED_BASE`` (``qt eval``'s held-out layouts) for the figure reported; collection
+stays below both by default.
 The observation is built from the simulator state exactly as the dataset was from the bags:
 the camera at the dataset's image size, the proprio layout named by the dataset
 (qt_common.proprio) and, in state mode, the object features (qt_common.proprio.object_features).
@@ -29,7 +31,23 @@ from qt_common.stats import wilson_interval
 from qt_common import proprio as proprio_layouts
 from qt_trainer.model import QTransformer
 
-HELDOUT_SEED_BASE = 100_000  # qt eval's held-out seeds; qt collect stays below by default
+TEST_SEED_BASE = 100_000  # qt eval's held-out layouts: the reported figures
+VALIDATION_SEED_BASE = 200_000  # success checks during training (they pick best.pt)
+
+
+def task_wordings(tasks: Sequence[str], instructions: Sequence[str]) -> dict[str, str]:
+    """task id -> one of ``instructions`` (the model's known wordings) that names it."""
+    from qt_sim.tasks import task_for_instruction
+
+    wordings: dict[str, str] = {}
+    for text in instructions:
+        found = task_for_instruction(text)
+        if found and found[0] in tasks:
+            wordings.setdefault(found[0], text)
+    missing = [t for t in tasks if t not in wordings]
+    if missing:
+        raise ValueError(f"tasks {missing}: none of the model's instructions names them")
+    return wordings
 
 
 @dataclass
@@ -70,7 +88,7 @@ class RolloutEvaluator:
     def __init__(self, *, tasks: Sequence[str], wordings: dict[str, str], embeddings: dict[str, np.ndarray],
                  image_hw: tuple[int, int], proprio_layout: str, obs_mode: str, spec: ActionSpec,
                  control_period_s: float, episodes_per_task: int, horizon: int = 0,
-                 seed_base: int = HELDOUT_SEED_BASE):
+                 seed_base: int = VALIDATION_SEED_BASE):
         from qt_sim.env import DEFAULT_HORIZON, TabletopEnv  # lazily: training without evaluation needs no sim
 
         self.tasks = list(tasks)

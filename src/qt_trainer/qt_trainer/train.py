@@ -371,14 +371,12 @@ class Trainer:
     def evaluator(self):  # -> RolloutEvaluator
         """Held-out layouts of the dataset's tasks, each with a wording the dataset has."""
         if self._evaluator is None:
-            from qt_trainer.rollouts import RolloutEvaluator
+            from qt_trainer.rollouts import RolloutEvaluator, task_wordings
 
-            wordings: dict[str, str] = {}
-            for record in self.dataset.episodes:
-                if record.get("task_id"):
-                    wordings.setdefault(record["task_id"], self.dataset.instructions[record["instruction_index"]])
-            if not wordings:
+            tasks = sorted({str(r["task_id"]) for r in self.dataset.episodes if r.get("task_id")})
+            if not tasks:
                 raise ValueError(f"eval_every: dataset {self.dataset.path} names no task ids (not sim data)")
+            wordings = task_wordings(tasks, self.instructions)
             vectors = self.embeddings.cpu().numpy()
             embeddings = {text: vectors[i] for i, text in enumerate(self.instructions)}
             h, w, _ = self.dataset.image_shape
@@ -387,7 +385,7 @@ class Trainer:
                 tasks=sorted(wordings), wordings=wordings, embeddings=embeddings, image_hw=(h, w),
                 proprio_layout=self.dataset.proprio_layout, obs_mode=self.model.cfg.obs_mode, spec=self.spec,
                 control_period_s=1.0 / rate, episodes_per_task=self.config.eval_episodes_per_task,
-                horizon=self.config.eval_horizon)
+                horizon=self.config.eval_horizon, seed_base=self.config.eval_seed_base)
         return self._evaluator
 
     def evaluate_now(self, write=print) -> float:
@@ -446,6 +444,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         "num_threads": args.threads, "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
         "aux_weight": args.aux_weight, "bc_label_sigma": args.bc_label_sigma, "eval_every": args.eval_every,
         "eval_episodes_per_task": args.eval_episodes_per_task, "eval_horizon": args.eval_horizon,
+        "eval_seed_base": args.eval_seed_base,
         "time_budget_s": None if args.time_budget_min is None else 60.0 * args.time_budget_min,
     }
     values = {k: v for k, v in overrides.items() if v is not None}
@@ -492,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int,
                         help="steps between success checks on held-out sim layouts (keeps best.pt; 0: off)")
     parser.add_argument("--eval-episodes-per-task", type=int)
+    parser.add_argument("--eval-seed-base", type=int,
+                        help="first layout seed of those checks (default 200000: validation layouts, kept apart from "
+                        "qt eval's test layouts at 100000)")
     parser.add_argument("--eval-horizon", type=int, help="episode length of those checks (default: the sim's)")
     parser.add_argument("--log-every", type=int)
     parser.add_argument("--checkpoint-every", type=int)
