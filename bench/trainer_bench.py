@@ -1,6 +1,7 @@
 """Trainer and decoder speed, measured in one run so the ratios are comparable.
 
-    python bench/trainer_bench.py                      # default model, 96x96, CPU
+    python bench/trainer_bench.py                      # default model, 64x64, CPU
+    python bench/trainer_bench.py --co-tenant          # training at 1 and 2 threads next to a busy process
     python bench/trainer_bench.py --model-size base --device cuda
 
 Reports training samples/s (Q-Transformer loss with target network, and BC) and batch-1 greedy
@@ -8,6 +9,10 @@ decode latency p50/p99 of: the exported ONNX graph through qt_policy_node's Poli
 same PyTorch model decoding eagerly (observation encoded once, cached keys/values); and naive
 decoding that re-runs the whole network (image encoder included) for every action dimension.
 Also the FLOPs of one decode, to compare with other implementations at equal work.
+
+``--co-tenant`` starts one busy process (a spinning Python loop, ended by its pid afterwards)
+for the training measurements: the situation of a shared 2-core machine where another job uses
+a core, which is why ``qt train`` defaults to 1 thread (docs/TRAINER.md has the figures).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -98,13 +105,15 @@ def bench_training(data, model_cfg: ModelConfig, algorithm: str, device: str, th
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small")
-    parser.add_argument("--image", type=int, default=96, help="square image side")
+    parser.add_argument("--image", type=int, default=64, help="square image side")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=15)
     parser.add_argument("--iterations", type=int, default=300, help="timed decodes per method")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU thread counts for training")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--co-tenant", action="store_true",
+                        help="measure training with one other busy process on the machine")
     args = parser.parse_args()
 
     spec = ActionSpec.default()
@@ -115,14 +124,21 @@ def main() -> int:
         data = write_synthetic_dataset(Path(tmp) / "data", episodes=8, length=16,
                                        image_shape=(args.image, args.image, 3))
         train = {}
-        for threads in args.threads if args.device == "cpu" else [0]:
-            for algorithm in ("q_transformer", "bc"):
-                key = f"{algorithm}_threads{threads}" if args.device == "cpu" else algorithm
-                rate, gflop = bench_training(data, model_cfg, algorithm, args.device, threads, args.batch,
-                                             args.train_steps)
-                train[key] = rate
-                results["train_gflop_per_sample_" + algorithm] = gflop
+        tenant = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.co_tenant else None
+        try:
+            for threads in args.threads if args.device == "cpu" else [0]:
+                for algorithm in ("q_transformer", "bc"):
+                    key = f"{algorithm}_threads{threads}" if args.device == "cpu" else algorithm
+                    rate, gflop = bench_training(data, model_cfg, algorithm, args.device, threads, args.batch,
+                                                 args.train_steps)
+                    train[key] = rate
+                    results["train_gflop_per_sample_" + algorithm] = gflop
+        finally:
+            if tenant is not None:
+                tenant.terminate()
+                tenant.wait()
         results["train_samples_per_s"] = train
+        results["co_tenant"] = bool(args.co_tenant)
 
         torch.set_num_threads(1)
         torch.manual_seed(0)

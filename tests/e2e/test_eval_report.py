@@ -150,12 +150,15 @@ def test_outputs_and_card_merge(tmp_path):
     assert [r["task"] for r in card["evaluation"]["heldout"]["tasks"]] == ["pick/red", "push/red/yellow"]
 
 
-def test_inprocess_proprio_is_what_the_policy_node_reads_from_the_driver():
-    """ee_pose_vector(scene state) == pose_into(PoseStamped the driver builds from that state)."""
+@pytest.mark.parametrize("layout", ["ee_pose", "ee_yaw_gripper"])
+def test_inprocess_proprio_is_what_the_policy_node_reads_from_the_driver(layout):
+    """The in-process evaluation's vector (from the scene state) == the node's (from the PoseStamped
+    and JointState the driver builds from that state), bit for bit."""
     from geometry_msgs.msg import PoseStamped
-    from qt_policy_node.proprio import ee_pose_vector, pose_into
+    from qt_policy_node.proprio import ProprioAssembler
     from qt_sim.env import TabletopEnv
     from qt_sim.messages import make_pose
+    from sensor_msgs.msg import JointState
 
     env = TabletopEnv(width=16, height=16, render_images=False)
     try:
@@ -164,11 +167,15 @@ def test_inprocess_proprio_is_what_the_policy_node_reads_from_the_driver():
             state = env.scene_state()
             msg = PoseStamped()
             msg.pose = make_pose(state.ee_pos, state.ee_quat)
-            from_ros = np.zeros(7, np.float32)
-            assert pose_into(msg, from_ros)
-            direct = ee_pose_vector(state.ee_pos, state.ee_quat)
-            assert direct.dtype == np.float32 and np.array_equal(direct, from_ros)
-            assert direct[6] == np.float32(state.ee_quat[0])  # w last, as geometry_msgs orders it
-            env.step(np.array([0.5, -0.3, -0.2, 0.4 * (-1) ** step, 0.0]))
+            from_ros = np.zeros(7 if layout == "ee_pose" else 6, np.float32)
+            node_side = ProprioAssembler(layout, from_ros)
+            assert node_side.pose(msg)
+            assert node_side.joints(JointState(name=list(state.joint_names), position=state.joint_positions.tolist()))
+            direct = np.zeros_like(from_ros)
+            ProprioAssembler(layout, direct).set_state(state.ee_pos, state.ee_quat, state.joint_positions[-2:])
+            assert np.array_equal(direct, from_ros)
+            if layout == "ee_pose":
+                assert direct[6] == np.float32(state.ee_quat[0])  # w last, as geometry_msgs orders it
+            env.step(np.array([0.5, -0.3, -0.2, 0.4 * (-1) ** step, -1.0]))
     finally:
         env.close()

@@ -96,11 +96,12 @@ def test_forget_observation_needs_a_fresh_image(tiny_model):
 
 def test_proprio_model_waits_for_a_pose_and_decodes_on_each_new_one(tmp_path):
     from helpers.tiny_policy import export_tiny_policy
-    from qt_policy_node.proprio import EE_POSE_DIM, pose_into
+    from qt_policy_node.proprio import ProprioAssembler
     from qt_policy_node.safety import STALE_PROPRIO
 
-    model = export_tiny_policy(tmp_path / "proprio", image_size=IMAGE_SIZE, proprio_dim=EE_POSE_DIM)
+    model = export_tiny_policy(tmp_path / "proprio", image_size=IMAGE_SIZE, proprio_dim=7)
     controller = controller_for(model, proprio_timeout_s=0.5)
+    assembler = ProprioAssembler("ee_pose", controller.proprio)
     controller.embedder.set(INSTRUCTION)
     controller.set_image(image(0), stamp_s=1.0)
     held = controller.tick(1.0, None)
@@ -110,7 +111,7 @@ def test_proprio_model_waits_for_a_pose_and_decodes_on_each_new_one(tmp_path):
 
     pose = PoseStamped()
     pose.pose.position.x, pose.pose.position.z, pose.pose.orientation.w = 0.4, 0.2, 1.0
-    assert pose_into(pose, controller.proprio)
+    assert assembler.pose(pose) and assembler.ready
     np.testing.assert_array_equal(controller.proprio, np.float32([0.4, 0, 0.2, 0, 0, 0, 1]))
     controller.proprio_updated(1.0)
     assert controller.tick(1.05, None).decoded
@@ -120,13 +121,44 @@ def test_proprio_model_waits_for_a_pose_and_decodes_on_each_new_one(tmp_path):
     controller.set_image(image(1), stamp_s=1.65)
     assert controller.tick(1.7, None).command.interventions == [STALE_PROPRIO]
     pose.pose.position.y = float("nan")
-    assert not pose_into(pose, controller.proprio) and np.isfinite(controller.proprio).all()
+    assert not assembler.pose(pose) and np.isfinite(controller.proprio).all()
+
+
+def test_gripper_layout_needs_the_finger_joints_and_matches_the_sim():
+    """ee_yaw_gripper: the pose alone is not a whole vector; with the finger joints it equals the
+    simulator's own observation (the vector the policy was trained on)."""
+    from geometry_msgs.msg import PoseStamped
+    from qt_policy_node.proprio import ProprioAssembler
+    from qt_sim.env import TabletopEnv
+    from qt_sim.messages import make_pose
+    from sensor_msgs.msg import JointState
+
+    env = TabletopEnv(render_images=False)
+    try:
+        obs, _ = env.reset(seed=3)
+        for _ in range(4):
+            obs, *_ = env.step(np.array([0.5, -0.3, -0.5, 0.8, -1.0]))
+        state = env.scene_state()
+    finally:
+        env.close()
+    out = np.zeros(6, np.float32)
+    assembler = ProprioAssembler("ee_yaw_gripper", out)
+    pose = PoseStamped()
+    pose.pose = make_pose(state.ee_pos, state.ee_quat)
+    assert assembler.pose(pose) and not assembler.ready
+    joints = JointState(name=list(state.joint_names), position=state.joint_positions.tolist())
+    assert assembler.joints(joints) and assembler.ready
+    np.testing.assert_allclose(out, obs["proprio"], atol=1e-6)
+    assert not assembler.joints(JointState(name=["shoulder_yaw"], position=[0.0]))  # no finger joints
 
 
 def test_unknown_proprio_layout_is_refused():
-    from qt_policy_node.proprio import check_dim
+    from qt_policy_node.proprio import card_layout
 
-    check_dim(0)
-    check_dim(7)
-    with pytest.raises(ValueError, match=r"policy.json field 'proprio_dim' is 6"):
-        check_dim(6)
+    assert card_layout({"proprio_dim": 0}) == "none"
+    assert card_layout({"proprio_dim": 7}) == "ee_pose"
+    assert card_layout({"proprio_dim": 6, "proprio_layout": "ee_yaw_gripper"}) == "ee_yaw_gripper"
+    with pytest.raises(ValueError, match=r"policy.json field 'proprio_layout' is 'unnamed_5'"):
+        card_layout({"proprio_dim": 5})
+    with pytest.raises(ValueError, match=r"'proprio_layout' is 'ee_pose' with proprio_dim 6"):
+        card_layout({"proprio_dim": 6, "proprio_layout": "ee_pose"})

@@ -82,12 +82,28 @@ def test_behaviour_cloning_baseline_imitates_the_data(tmp_path: Path, train_mdp)
     common, rare = (70, 180), (200, 20)
     data = write_mdp(tmp_path / "bc", [([0], [common], "failure")] * 3 + [([0], [rare], "success")], 0.9, repeat=2)
     model = replace(tiny_config(1).model, algorithm="bc")
-    trainer = train_mdp(data, 150, model=model)
+    trainer = train_mdp(data, 150, model=model, bc_label_sigma=0.0)
     assert trainer.target is None
     with torch.no_grad():
         bins, prob = trainer.model.eval().greedy(torch.from_numpy(state_image(0)[None]), trainer.embeddings[:1])
     assert bins[0].tolist() == list(common)
     assert 0.5 < prob[0, 0] < 1.0  # softmax probability of the chosen bin (~0.75 in the data)
+
+
+def test_soft_bc_targets_keep_the_mode_and_spread_over_neighbouring_bins(tmp_path: Path, train_mdp) -> None:
+    """With a Gaussian target over bins the greedy action is still the data's most frequent one,
+    and the probability mass sits on its neighbours (the bins are ordered values)."""
+    common, rare = (70, 180), (200, 20)
+    data = write_mdp(tmp_path / "bc", [([0], [common], "failure")] * 3 + [([0], [rare], "success")], 0.9, repeat=2)
+    trainer = train_mdp(data, 150, model=replace(tiny_config(1).model, algorithm="bc"), bc_label_sigma=2.0)
+    with torch.no_grad():
+        image = torch.from_numpy(state_image(0)[None])
+        bins, _ = trainer.model.eval().greedy(image, trainer.embeddings[:1])
+        logits = trainer.model(image, trainer.embeddings[:1], torch.tensor([list(common)]))
+    assert bins[0].tolist() == list(common)
+    probs = logits.softmax(-1)[0, 0]
+    assert probs[common[0] - 3 : common[0] + 4].sum() > 0.6
+    assert probs[common[0]] < 0.5
 
 
 def test_cli_train_then_export(synthetic: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -47,7 +47,7 @@ class ModelConfig:
     # Two stride-2 stages then stride 1: a 64 px image keeps a 16x16 map, fine enough for the
     # ~1 cm a grasp needs (four stride-2 stages left 3x3 at 48 px and the policy could not
     # localise the cube). Empty = stride 2 everywhere (models trained before this change).
-    conv_channels: tuple[int, ...] = (32, 64, 64)
+    conv_channels: tuple[int, ...] = (16, 32, 32)
     conv_strides: tuple[int, ...] = (2, 2, 1)
     coord_channels: bool = True  # x/y coordinate planes appended to the pixels (CoordConv)
     num_obs_tokens: int = 16  # spatial-softmax keypoints, each a token with its coordinates
