@@ -58,7 +58,7 @@ class Rung:
 RUNGS: dict[str, Rung] = {
     "R1": Rung("R1", "low-dim BC, pick", "pick/", 1200, 32, "state", "bc", 5.0, 0.90, 2000, 20, batch_size=64, lr=1e-3),
     "R2": Rung("R2", "vision BC, pick, 64 px", "pick/", 1000, 64, "image", "bc", 30.0, 0.80, 4000, 20),
-    "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 3000, 64, "image", "bc", 60.0, 0.60, 8000, 10),
+    "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 1500, 64, "image", "bc", 60.0, 0.60, 8000, 10),
 }
 DART = ["--dart-noise-std", "0.3", "--dart-gripper-flip-prob", "0.1"]
 VALIDATION_SEED_BASE = 200_000  # qt train's success checks (checkpoint choice)
@@ -97,15 +97,17 @@ def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
               rung.tasks, "--image", str(rung.image), "--horizon", str(rung.horizon), "--seed", "0", *DART,
               "--summary", str(summary_file)], folder / "collect.log")
         print(f"  collected in {time.perf_counter() - started:.0f} s", flush=True)
-    collect = json.loads(summary_file.read_text())
-    result["data"] = {"episodes": len(collect["episodes"]), "successes": collect["successes"],
-                      "collect_wall_s": collect["wall_s"]}
 
     if not (dataset / "meta.json").is_file():
         started = time.perf_counter()
         _run(["qt", "convert", str(bags), "-o", str(dataset), "--image-size", str(rung.image), "-j", "2",
               "--no-progress"], folder / "convert.log")
         print(f"  converted in {time.perf_counter() - started:.0f} s", flush=True)
+
+    meta = json.loads((dataset / "meta.json").read_text())
+    outcomes = [e["outcome"] for e in meta["episodes"]]
+    result["data"] = {"episodes": len(outcomes), "successes": outcomes.count("success"), "frames": meta["num_frames"],
+                      "collect_wall_s": json.loads(summary_file.read_text())["wall_s"]}
 
     if not (run / "checkpoint.pt").is_file():
         _run(["qt", "train", str(dataset), "--out", str(run), "--algorithm", rung.algorithm, "--obs-mode",

@@ -65,6 +65,7 @@ KNOB_SETTINGS = [
     ("mixed 0.3/0.1/0.2", {"noise_std": 0.3, "random_action_prob": 0.1, "wrong_object_prob": 0.2}),
     ("mixed 0.5/0.2/0.2", {"noise_std": 0.5, "random_action_prob": 0.2, "wrong_object_prob": 0.2}),
     ("mixed 0.8/0.3/0.2", {"noise_std": 0.8, "random_action_prob": 0.3, "wrong_object_prob": 0.2}),
+    ("DART 0.3, flips 0.1 (clean labels)", {"dart_noise_std": 0.3, "dart_gripper_flip_prob": 0.1}),
 ]
 
 

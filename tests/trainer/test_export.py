@@ -21,11 +21,15 @@ from qt_trainer.model import QTransformer
 
 @pytest.fixture(scope="module")
 def default_policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[QTransformer, ActionSpec, Path]:
-    """The default-size network (with proprio) on a small image, random weights."""
+    """The default-size network (with proprio and non-trivial proprio statistics, so parity covers
+    the standardisation inside the graph) on a small image, random weights."""
     spec = ActionSpec.default()
     cfg = ModelConfig(image_height=40, image_width=56, proprio_dim=4)
     torch.manual_seed(3)
     model = QTransformer(cfg).eval()
+    with torch.no_grad():
+        model.proprio_mean.copy_(torch.tensor([0.4, -0.1, 0.2, 0.9]))
+        model.proprio_std.copy_(torch.tensor([0.05, 0.1, 0.3, 2.0]))
     out = export_policy(model, spec, tmp_path_factory.mktemp("policy"), name="parity", embeddings={},
                         text_encoder_id="none")
     return model, spec, out
@@ -50,6 +54,31 @@ def test_onnx_bins_equal_torch_greedy_on_500_inputs(default_policy) -> None:
         assert result.latency_ms > 0
 
 
+def test_the_graph_standardises_raw_proprio_itself(default_policy) -> None:
+    """Feeding raw proprio gives the decision of the PyTorch model on standardised values."""
+    model, _spec, out = default_policy
+    decoder = PolicyDecoder(out)
+    feeds = random_inputs(model.cfg, 64, np.random.default_rng(5))
+    raw = (feeds["proprio"] * np.float32([0.05, 0.1, 0.3, 2.0]) + np.float32([0.4, -0.1, 0.2, 0.9])).astype(np.float32)
+    bins, _, _ = decoder.decode_batch(feeds["image"], feeds["instruction_embedding"], raw)
+    with torch.no_grad():
+        ref, _ = model.greedy(torch.from_numpy(feeds["image"]), torch.from_numpy(feeds["instruction_embedding"]),
+                              torch.from_numpy(raw))
+    np.testing.assert_array_equal(bins, ref.numpy())
+    unnormalised = QTransformer(model.cfg).eval()
+    unnormalised.load_state_dict({k: v for k, v in model.state_dict().items() if "proprio_" not in k}, strict=False)
+    with torch.no_grad():
+        plain, _ = unnormalised.greedy(torch.from_numpy(feeds["image"]),
+                                       torch.from_numpy(feeds["instruction_embedding"]), torch.from_numpy(raw))
+    assert not np.array_equal(plain.numpy(), bins), "the statistics must change the decision"
+
+
+def test_state_mode_models_are_not_exported(tmp_path: Path) -> None:
+    cfg = ModelConfig(obs_mode="state", state_dim=35, proprio_dim=6)
+    with pytest.raises(ValueError, match="obs_mode 'state'"):
+        export_policy(QTransformer(cfg), ActionSpec.default(), tmp_path, name="s", embeddings={}, text_encoder_id="")
+
+
 def test_graph_encodes_once_and_unrolls_every_dimension(default_policy) -> None:
     model, spec, out = default_policy
     graph = onnx.load(str(out / "policy.onnx")).graph
@@ -70,7 +99,9 @@ def test_card_follows_contract(default_policy) -> None:
     assert card["action_spec_digest"] == spec.digest()
     assert ActionSpec.from_dict(card["action_spec"]).digest() == spec.digest()
     assert card["image"]["height"] == 40 and card["image"]["width"] == 56 and card["image"]["encoding"] == "rgb8"
-    assert card["proprio_dim"] == 4
+    assert card["proprio_dim"] == 4 and card["proprio_layout"] == "unnamed_4"
+    assert card["proprio_normalisation"]["mean"] == pytest.approx([0.4, -0.1, 0.2, 0.9])
+    assert card["proprio_normalisation"]["std"] == pytest.approx([0.05, 0.1, 0.3, 2.0])
     assert card["text_encoder"]["dim"] == 384
     assert {i["name"] for i in card["onnx_io"]["inputs"]} == {"image", "instruction_embedding", "proprio"}
     assert card["model_id"].startswith("parity-")

@@ -127,3 +127,33 @@ def test_cli_train_then_export(synthetic: Dataset, tmp_path: Path, capsys: pytes
     assert result.bins.shape == (5,)
     assert qt_main(["train", str(tmp_path / "nowhere"), "--out", str(run)]) == 1
     assert "not a dataset" in capsys.readouterr().err
+
+
+def test_state_mode_with_success_checks_keeps_the_best_checkpoint(tmp_path: Path, embedder) -> None:
+    """qt train --obs-mode state --eval-every: success checks on validation layouts are logged,
+    best.pt is kept and is what qt export takes by default."""
+    from helpers.sim_dataset import write_expert_dataset
+    from qt_trainer.export import resolve_checkpoint
+
+    data = write_expert_dataset(tmp_path / "data", ("pick/red", "pick/blue"), 4)
+    model = replace(tiny_config(1).model, algorithm="bc", obs_mode="state")
+    config = tiny_config(20, model=model, eval_every=10, eval_episodes_per_task=1, eval_horizon=6,
+                         checkpoint_every=10)
+    trainer = Trainer(config, data, tmp_path / "run", embedder=embedder, progress=False)
+    trainer.run()
+    trainer.close()
+    assert trainer.model.cfg.state_dim == 35 and trainer.model.num_obs == 5
+    log = [json.loads(line) for line in (tmp_path / "run" / "eval_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [10, 20]
+    assert all(entry["episodes"] == 2 and set(entry["per_task"]) == {"pick/red", "pick/blue"} for entry in log)
+    assert trainer.best is not None and trainer.best["step"] in (10, 20)
+    assert resolve_checkpoint(tmp_path / "run") == tmp_path / "run" / "best.pt"
+    assert resolve_checkpoint(tmp_path / "run", "last") == tmp_path / "run" / "checkpoint.pt"
+    # The standardisation statistics come from the data.
+    np.testing.assert_allclose(trainer.model.proprio_mean.numpy(), np.asarray(data.proprio).mean(0), atol=1e-5)
+
+
+def test_time_budget_stops_training(tmp_path: Path, train_mdp) -> None:
+    data = write_mdp(tmp_path / "m", [([0], [(1, 2)], "success")], 0.9)
+    trainer = train_mdp(data, 10**6, time_budget_s=0.5)
+    assert 0 < trainer.step < 10**6 and trainer.wall_time_s >= 0.5

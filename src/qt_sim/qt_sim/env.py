@@ -86,6 +86,7 @@ class TabletopEnv(gym.Env):
         self.steps = 0
         self.success = False
         self._tracker: SuccessTracker | None = None
+        self._state: SceneState | None = None
 
     # ---- gymnasium API --------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ class TabletopEnv(gym.Env):
         self.scene.reset(rng, self.task.cube, self.task.target)
         self.steps = 0
         self.success = False
-        state = self.scene.state()
+        state = self._state = self.scene.state()
         self._tracker = SuccessTracker(self.task, state)
         return self._observation(state), self._info()
 
@@ -126,7 +127,7 @@ class TabletopEnv(gym.Env):
             raise RuntimeError("step before reset: call reset() first")
         self.scene.apply(self.action_spec.clip(values))
         self.steps += 1
-        state = self.scene.state()
+        state = self._state = self.scene.state()
         terminated = self._tracker.update(state)
         self.success = self.success or terminated
         truncated = not terminated and self.steps >= self.horizon
@@ -143,8 +144,13 @@ class TabletopEnv(gym.Env):
     # ---- helpers --------------------------------------------------------------------------
 
     def scene_state(self) -> SceneState:
-        """Ground-truth state (for the scripted expert and tests; a policy must not use it)."""
-        return self.scene.state()
+        """Ground-truth state (for the scripted expert and tests; a policy must not use it).
+
+        The state read at the last reset or step (reading it costs about as much as rendering a
+        small frame, and nothing moves between steps); read-only by contract."""
+        if self._state is None:
+            self._state = self.scene.state()
+        return self._state
 
     def _observation(self, state: SceneState) -> dict[str, np.ndarray]:
         image = self.render() if self._renderer else np.zeros((self.height, self.width, 3), dtype=np.uint8)
