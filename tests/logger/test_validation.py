@@ -143,7 +143,8 @@ def test_unfinalised_bags_are_refused(tmp_path: Path) -> None:
     assert err.field == "metadata.yaml" and "interrupted" in err.problem and "qt bags" in err.problem
     headless = write_bag(tmp_path / "bags" / "headless", episode.messages, episode.custom)
     (headless / "metadata.yaml").unlink()
-    assert "interrupted" in _error(headless).problem
+    # Data files without metadata.yaml or marker are not a bag directory (issue 13): refused, left alone.
+    assert "not_a_bag" in _error(headless).problem and "left alone" in _error(headless).problem
 
 
 def test_first_bad_bag_stops_and_leaves_the_dataset_unchanged(tmp_path: Path) -> None:

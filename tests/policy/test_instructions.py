@@ -50,7 +50,7 @@ def test_encoder_runs_once_per_new_wording():
 def test_bad_encoder_output_is_not_used(bad):
     embedder = InstructionEmbedder(CACHE, DIM, lambda text: bad)
     embedder.set("stack everything")
-    assert embedder.state == INSTRUCTION_UNKNOWN and "text encoder returned" in embedder.problem
+    assert embedder.state == INSTRUCTION_UNKNOWN and "text encoder output" in embedder.problem
 
 
 def test_failing_encoder_leaves_the_instruction_unknown():

@@ -7,7 +7,11 @@ independent ``mcap`` stream reader and keeps every chunk that was written comple
 recorder's writer flushes ~1 MB chunks, so at most the last chunk is lost). :func:`repair`
 writes what survived as a new finalised bag; its outcome comes from the END event if the
 crash happened after it, else it stays ``interrupted`` (never training data) unless the
-operator labels it. The original files are kept under ``_quarantine/``.
+operator labels it. The original files are kept under ``_quarantine/`` of the folder holding
+the bag (the folder ``qt bags`` was given, when it was given a folder of bags).
+
+Never two episodes in one: only a bag directory's own files are read (bag_status.own_data_files),
+a directory holding another bag is refused, and so is data with more than one episode START.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from qt_data_logger import bag_format as bf
-from qt_data_logger.bag_status import inspect_bag, load_metadata
+from qt_data_logger.bag_status import inspect_bag, is_bag_dir, load_metadata, own_data_files
 from qt_data_logger.bag_writer import EpisodeBagWriter
 
 
@@ -92,7 +96,8 @@ def salvage(bag_dir: Path) -> tuple[Salvage, Iterator[tuple[str, int, bytes]]]:
     Streams, so a long episode is never held in memory; ``Salvage.truncated`` and
     ``Salvage.messages`` are filled in as the stream is consumed.
     """
-    found = Salvage(files=sorted(Path(bag_dir).rglob("*.mcap"), key=_part_order))
+    mcaps = [f for f in own_data_files(Path(bag_dir)) if f.suffix == ".mcap"]
+    found = Salvage(files=sorted(mcaps, key=_part_order))
     for file in found.files:
         for _ in _records(file, found, topics_only=True):
             pass
@@ -136,9 +141,20 @@ def _recovered_labels(bag_dir: Path, found: Salvage) -> dict[str, str]:
     return labels
 
 
+def _require_single_bag(bag_dir: Path) -> None:
+    """Refuse what is not exactly one bag directory (repair and quarantine act on nothing else)."""
+    if not is_bag_dir(bag_dir):
+        raise RepairError(f"{bag_dir}: not a bag directory (no {bf.METADATA_FILE} or {bf.RECORDING_MARKER}); "
+                          "left alone")
+    nested = sorted(sub.name for sub in bag_dir.iterdir() if is_bag_dir(sub))
+    if nested:
+        raise RepairError(f"{bag_dir}: holds other bag(s) {nested}; episodes are never merged or moved together")
+
+
 def quarantine(bag_dir: Path) -> Path:
     """Move a bag into ``<its folder>/_quarantine/`` (never deleted; converters never look there)."""
     bag_dir = Path(bag_dir)
+    _require_single_bag(bag_dir)
     target_root = bag_dir.parent / bf.QUARANTINE_DIR
     target_root.mkdir(exist_ok=True)
     target, n = target_root / bag_dir.name, 1
@@ -160,6 +176,7 @@ class RepairResult:
 def repair(bag_dir: Path, outcome: str = "") -> RepairResult:
     """Rewrite an interrupted bag as a finalised one from what survived; keep the original aside."""
     bag_dir = Path(bag_dir)
+    _require_single_bag(bag_dir)
     status = inspect_bag(bag_dir)
     if status.state not in ("interrupted", "corrupt"):
         raise RepairError(f"{bag_dir}: state is {status.state}, only interrupted or corrupt bags are repaired")
@@ -180,6 +197,9 @@ def repair(bag_dir: Path, outcome: str = "") -> RepairResult:
             writer.write(topic, log_time, data)
         if not found.messages:
             raise RepairError(f"{bag_dir}: no complete message survived; use `qt bags quarantine`")
+        starts = sum(1 for event in found.events if event.event == bf.EVENT_START)
+        if starts > 1:
+            raise RepairError(f"{bag_dir}: its data holds {starts} episode STARTs; episodes are never merged")
         labels = _recovered_labels(bag_dir, found)
         if outcome:
             if labels[bf.KEY_OUTCOME] in bf.TRAINABLE_OUTCOMES and labels[bf.KEY_OUTCOME] != outcome:

@@ -10,6 +10,12 @@ States:
                  leftover ``.recording`` marker; ``qt bags repair`` or ``qt bags quarantine``
     corrupt      metadata.yaml present but a data file is missing or has no MCAP footer
     not_a_bag    nothing recognisable
+
+A bag directory is one holding ``metadata.yaml`` or the ``.recording`` marker beside its own
+data files; nothing else is ever treated as a bag, and a bag's files are only its own (never
+those of a bag nested inside it). Any other entry of a folder of bags is a *stray*: listed by
+name, never read, repaired, merged or moved. (A stray ``.mcap`` once made a whole folder look
+like one interrupted bag, which ``qt bags repair`` then merged into a single episode.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +34,7 @@ import yaml
 from qt_data_logger import bag_format as bf
 
 TRAINABLE = "ok"
+DATA_SUFFIXES = (".mcap", ".db3")
 
 
 @dataclass
@@ -78,7 +86,7 @@ def inspect_bag(path: str | Path) -> BagStatus:
     if not path.is_dir():
         return BagStatus(path, "not_a_bag", "not a directory")
     marker = bf.read_marker(path)
-    data_files = sorted(path.rglob("*.mcap")) + sorted(path.rglob("*.db3"))
+    data_files = own_data_files(path)
     if marker is not None:
         pid, host = marker.get("pid"), marker.get("host")
         error = marker.get("error", "")
@@ -87,9 +95,8 @@ def inspect_bag(path: str | Path) -> BagStatus:
         reason = f"recorder stopped with an error: {error}" if error else f"recorder pid {pid} on {host} is gone"
         return BagStatus(path, "interrupted", f"unfinished bag ({reason})", files=data_files)
     if not (path / bf.METADATA_FILE).exists():
-        if data_files:
-            return BagStatus(path, "interrupted", "data files but no metadata.yaml", files=data_files)
-        return BagStatus(path, "not_a_bag", "no metadata.yaml")
+        held = f" (holds {len(data_files)} data file(s), left alone)" if data_files else ""
+        return BagStatus(path, "not_a_bag", f"no {bf.METADATA_FILE} or {bf.RECORDING_MARKER} marker{held}")
     try:
         meta = load_metadata(path)
         files = [path / Path(p).name for p in meta["relative_file_paths"]]
@@ -119,30 +126,56 @@ def inspect_bag(path: str | Path) -> BagStatus:
     return status
 
 
-def looks_like_bag(path: Path) -> bool:
-    return path.is_dir() and (
-        (path / bf.METADATA_FILE).exists()
-        or (path / bf.RECORDING_MARKER).exists()
-        or any(path.glob("*.mcap"))
-        or any(path.glob("*.db3"))
-    )
+def is_bag_dir(path: Path) -> bool:
+    """A bag directory: metadata.yaml (finalised) or the recorder's marker (unfinished) inside."""
+    return path.is_dir() and ((path / bf.METADATA_FILE).exists() or (path / bf.RECORDING_MARKER).exists())
+
+
+def own_data_files(path: Path) -> list[Path]:
+    """The data files of the bag at ``path``: its own ``*.mcap``/``*.db3``, plus the part the
+    recorder was still writing in its staging subfolder ``<name>_<i>/<name>_<i>.mcap``. Never a
+    file of another bag nested inside, never anything deeper."""
+    if not path.is_dir():
+        return []
+    files = [f for f in path.iterdir() if f.is_file() and f.suffix in DATA_SUFFIXES]
+    part_dir = re.compile(re.escape(path.name) + r"_\d+")
+    for sub in path.iterdir():
+        staged = sub / f"{sub.name}.mcap"
+        if sub.is_dir() and part_dir.fullmatch(sub.name) and staged.is_file():
+            files.append(staged)
+    return sorted(files)
+
+
+@dataclass
+class BagScan:
+    """What the arguments of a bag command hold: bag directories, and everything else by name."""
+
+    bags: list[Path] = field(default_factory=list)
+    strays: list[Path] = field(default_factory=list)
+
+
+def scan_bags(paths: list[str | Path]) -> BagScan:
+    """Expand the arguments: a bag stays a bag; a folder of bags becomes its bags (sorted), and
+    its other entries its strays. A path that is neither stays in ``bags`` so that inspecting it
+    says why it is not one.
+
+    Entries whose names start with '.' or '_' (``_quarantine``, repair staging) are skipped.
+    """
+    scan = BagScan()
+    for raw in paths:
+        path = Path(raw)
+        if is_bag_dir(path) or not path.is_dir():
+            scan.bags.append(path)
+            continue
+        for child in sorted(path.iterdir()):
+            if not child.name.startswith((".", "_")):
+                (scan.bags if is_bag_dir(child) else scan.strays).append(child)
+    return scan
 
 
 def find_bags(paths: list[str | Path]) -> list[Path]:
-    """Expand the arguments: a bag stays a bag; a folder of bags becomes its bags (sorted).
-
-    Folders whose names start with '.' or '_' (``_quarantine``) are never entered.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if looks_like_bag(path) or not path.is_dir():
-            found.append(path)
-            continue
-        found.extend(
-            child for child in sorted(path.iterdir()) if not child.name.startswith((".", "_")) and looks_like_bag(child)
-        )
-    return found
+    """The bags of :func:`scan_bags` (for callers that only read bags)."""
+    return scan_bags(paths).bags
 
 
 def bag_digest(status: BagStatus) -> str:

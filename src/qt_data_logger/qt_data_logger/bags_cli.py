@@ -6,7 +6,8 @@
     qt bags label BAG --outcome O        label a finalised but unlabelled bag
 
 ``qt convert`` refuses every bag that is not ``ok``, so nothing unfinished ever becomes
-training data; these commands are how a person decides what happens to it instead.
+training data; these commands are how a person decides what happens to it instead. Entries of a
+folder that are not bag directories (bag_status.scan_bags) are listed as strays and left alone.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from pathlib import Path
 
 from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_repair import RepairError, label, quarantine, repair
-from qt_data_logger.bag_status import BagStatus, find_bags, inspect_bag
+from qt_data_logger.bag_status import BagStatus, inspect_bag, scan_bags
 
 NEEDS_ATTENTION = ("unlabelled", "interrupted", "corrupt", "not_a_bag")
 
 
 def _statuses(paths: list[str]) -> list[BagStatus]:
-    return [inspect_bag(p) for p in find_bags(list(paths))]
+    """The state of every bag in ``paths``; each stray entry is named on stdout and left alone."""
+    scan = scan_bags(list(paths))
+    for stray in scan.strays:
+        print(f"stray: {stray} is not a bag directory (no {bf.METADATA_FILE} or {bf.RECORDING_MARKER}); left alone")
+    return [inspect_bag(p) for p in scan.bags]
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -69,13 +74,19 @@ def _repair(args: argparse.Namespace) -> int:
 def _quarantine(args: argparse.Namespace) -> int:
     states = {"interrupted", "corrupt"} | ({"unlabelled"} if args.unlabelled else set())
     moved = 0
+    failed = 0
     for status in _statuses(args.dirs):
         if status.state in states:
-            target = quarantine(status.path)
+            try:
+                target = quarantine(status.path)
+            except (RepairError, OSError) as exc:
+                failed += 1
+                print(f"not quarantined: {exc}", file=sys.stderr)
+                continue
             moved += 1
             print(f"quarantined {status.path} ({status.state}: {status.detail}) -> {target}")
     print(f"{moved} bag(s) quarantined")
-    return 0
+    return 1 if failed else 0
 
 
 def _label(args: argparse.Namespace) -> int:

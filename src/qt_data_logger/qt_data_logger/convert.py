@@ -40,7 +40,7 @@ from qt_common.dataset import Dataset, DatasetError, DatasetWriter, Episode
 
 from qt_common import proprio as layouts
 from qt_data_logger import bag_format as bf
-from qt_data_logger.bag_status import BagStatus, bag_digest, find_bags, inspect_bag
+from qt_data_logger.bag_status import BagStatus, bag_digest, find_bags, inspect_bag, scan_bags
 from qt_data_logger.images import ImageFieldError, compressed_to_rgb, image_to_rgb, parse_image_cdr, resize_rgb
 
 # Values this far outside [low, high] (relative to the range) are float32 rounding, not errors.
@@ -179,6 +179,22 @@ class _Series:
         return [by_stamp[int(t)] for t in steps_at]
 
 
+def _check_types(bag: Path, options: ConvertOptions, topics: dict[str, Any]) -> None:
+    """A topic of the wrong message type is a BagError naming it, not an AttributeError later."""
+    expected = {
+        options.action_topic: "qt_msgs/msg/ArmAction",
+        options.label_topic: "qt_msgs/msg/ArmAction",
+        options.events_topic: "qt_msgs/msg/EpisodeEvent",
+        options.instruction_topic: "std_msgs/msg/String",
+        options.ee_pose_topic: "geometry_msgs/msg/PoseStamped",
+        options.joint_states_topic: "sensor_msgs/msg/JointState",
+        options.object_poses_topic: "geometry_msgs/msg/PoseArray",
+    }
+    for topic, msgtype in expected.items():
+        if topic in topics and topics[topic].msgtype != msgtype:
+            raise BagError(bag, topic, "type", f"{topics[topic].msgtype}, expected {msgtype}")
+
+
 def _needed_topics(options: ConvertOptions) -> list[tuple[str, str]]:
     """(topic, reason) of the topics the proprio layout is built from."""
     if options.proprio == "none":
@@ -245,6 +261,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
     with AnyReader([bag]) as reader:
         topics = {c.topic: c for c in reader.connections}
         counts = {c.topic: c.msgcount for c in reader.connections}
+        _check_types(bag, options, topics)
         camera = _pick_camera(bag, options, topics, counts)
         if options.action_topic not in topics or not counts.get(options.action_topic):
             raise BagError(
@@ -463,8 +480,15 @@ def convert(
     """
     options = options or ConvertOptions()
     started = time.perf_counter()
-    paths = [str(p) for p in find_bags(list(bags))]
+    scan = scan_bags(list(bags))
+    if not scan.bags:
+        raise ConvertError(
+            f"no bag directory in {[str(b) for b in bags]} (a bag is a folder with {bf.METADATA_FILE}); "
+            f"not bags: {[str(s) for s in scan.strays][:10]}; nothing written"
+        )
+    paths = [str(p) for p in scan.bags]
     report = ConvertReport()
+    report.notes.extend(f"ignored {stray}: not a bag directory" for stray in scan.strays)
     existing = None if overwrite or not (Path(output) / "meta.json").exists() else Dataset(output)
     known = frozenset(e.get("bag_digest", "") for e in existing.episodes) if existing else frozenset()
     results = _run(paths, options, known, jobs, progress)

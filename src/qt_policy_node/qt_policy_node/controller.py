@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qt_policy_node.instructions import InstructionEmbedder
-from qt_policy_node.safety import INSTRUCTION_OK, Command, SafetyLayer
+from qt_policy_node.safety import INSTRUCTION_OK, Command, SafetyLayer, input_age
 
 
 class Decoder(Protocol):
@@ -38,7 +38,7 @@ class TickResult:
     bins: np.ndarray | None  # chosen bins of the decision in force (None: no decode yet)
     q_values: np.ndarray | None
     inference_latency_ms: float  # of the decode run on this tick, 0 if none ran
-    observation_age_ms: float  # age of the newest image, -1 if there is none
+    observation_age_ms: float  # age of the newest image (safety.input_age; < 0: stamped ahead), -1 if none
     observation_stamp_s: float  # acquisition time of the image acted on, 0 if none
     decoded: bool
 
@@ -56,11 +56,13 @@ class PolicyController:
         # proprio_updated (the control path never allocates a new vector).
         self.proprio = np.zeros(proprio_dim, dtype=np.float32) if proprio_dim else None
         self._proprio_stamp_s: float | None = None
+        self._proprio_received_s = 0.0
         self._proprio_seq = 0
         self._decoded_proprio_seq = -1
         self._image: np.ndarray | None = None
         self._image_owner: object = None  # keeps the message alive while _image views its buffer
         self._image_stamp_s = 0.0
+        self._image_received_s = 0.0
         self._image_seq = 0
         self._decoded_seq = -1
         self._decoded_instruction: str | None = None
@@ -72,16 +74,20 @@ class PolicyController:
         self.decode_errors = 0
         self.last_error = ""
 
-    def set_image(self, image: np.ndarray, stamp_s: float, owner: object = None) -> None:
-        """Newest camera frame (uint8 [H, W, 3] RGB) and its acquisition time in seconds."""
+    def set_image(self, image: np.ndarray, stamp_s: float, owner: object = None, received_s: float | None = None
+                  ) -> None:
+        """Newest camera frame (uint8 [H, W, 3] RGB), its acquisition time and its arrival time on
+        the clock ``tick`` is given (default: the stamp, for callers whose stamps are that clock)."""
         self._image = image
         self._image_owner = owner
         self._image_stamp_s = stamp_s
+        self._image_received_s = stamp_s if received_s is None else received_s
         self._image_seq += 1
 
-    def proprio_updated(self, stamp_s: float) -> None:
-        """The proprio buffer now holds the state measured at ``stamp_s``."""
+    def proprio_updated(self, stamp_s: float, received_s: float | None = None) -> None:
+        """The proprio buffer now holds the state measured at ``stamp_s`` (arrived at ``received_s``)."""
         self._proprio_stamp_s = stamp_s
+        self._proprio_received_s = stamp_s if received_s is None else received_s
         self._proprio_seq += 1
 
     def forget_observation(self) -> None:
@@ -95,8 +101,9 @@ class PolicyController:
         self._decoded_instruction = None
 
     def tick(self, now_s: float, heartbeat_age_s: float | None) -> TickResult:
-        image_age_s = None if self._image is None else max(0.0, now_s - self._image_stamp_s)
-        proprio_age_s = None if self._proprio_stamp_s is None else max(0.0, now_s - self._proprio_stamp_s)
+        image_age_s = None if self._image is None else input_age(now_s, self._image_stamp_s, self._image_received_s)
+        proprio_age_s = (None if self._proprio_stamp_s is None
+                         else input_age(now_s, self._proprio_stamp_s, self._proprio_received_s))
         holds = self.safety.hold_conditions(image_age_s, self.embedder.state, heartbeat_age_s, proprio_age_s)
         latency_ms = 0.0
         decoded = False

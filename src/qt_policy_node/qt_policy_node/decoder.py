@@ -10,7 +10,10 @@ would silently drive the arm with wrongly scaled commands, so it is refused with
 names the field and both values. ONNX Runtime quietly falls back to CPU when CUDA libraries
 are missing (../shared/FIELD-NOTES.md), so a requested GPU provider that is not the one
 running raises unless the caller explicitly allows the fallback, and ``provider`` always says
-which provider runs.
+which provider runs. The graph's own input and output shapes and dtypes are checked against
+the card, and the card's action-spec digest is recomputed, at load: an edited card or a graph
+exported for another configuration fails before activation, with the field named, instead of
+at the first decode (or never, for an edited action range).
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from qt_common.action_spec import ActionSpec
+
+from qt_policy_node.instructions import vector_problem
 
 CARD_FORMAT = "qt-policy"
 CARD_SCHEMA_VERSION = 1
 CPU = "CPUExecutionProvider"
 _REQUIRED = ("model_id", "algorithm", "action_spec", "action_spec_digest", "image", "proprio_dim",
              "text_encoder", "control_rate_hz", "onnx_io")
+
+# ONNX Runtime's type names of the graph's tensors.
+_ONNX_TYPES = {np.dtype(np.uint8): "tensor(uint8)", np.dtype(np.float32): "tensor(float)",
+               np.dtype(np.int64): "tensor(int64)"}
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +139,15 @@ class PolicyDecoder:
 
     def _check_expectations(self, digest: str | None, image_size: tuple[int, int] | None) -> None:
         card = self.card
+        try:
+            own_digest = ActionSpec.from_dict(card["action_spec"]).digest()
+        except (ValueError, TypeError) as exc:
+            raise PolicyCardError(f"policy.json field 'action_spec': {exc}") from None
+        if own_digest != card["action_spec_digest"]:
+            raise PolicyCardError(
+                f"policy.json field 'action_spec_digest': card says {card['action_spec_digest']!r} but its "
+                f"action_spec hashes to {own_digest!r} (the action spec was edited after export)"
+            )
         if digest is not None and card["action_spec_digest"] != digest:
             raise PolicyCardError(
                 f"policy.json field 'action_spec_digest': model has {card['action_spec_digest']!r}, "
@@ -166,8 +185,8 @@ class PolicyDecoder:
 
     # ---- running -------------------------------------------------------------------------
 
-    def _bind_io(self) -> None:
-        h, w = self.image_size
+    def _check_graph(self, buffers: dict[str, np.ndarray]) -> None:
+        """The graph's inputs and outputs have the names, dtypes and shapes the card implies."""
         names = {i.name for i in self.session.get_inputs()}
         expected = {"image", "instruction_embedding"} | ({"proprio"} if self.proprio_dim > 0 else set())
         if names != expected:
@@ -178,6 +197,27 @@ class PolicyDecoder:
         outputs = [o.name for o in self.session.get_outputs()]
         if outputs[:3] != ["bins", "q_values", "action"]:
             raise PolicyCardError(f"policy.onnx outputs: expected ['bins', 'q_values', 'action'], got {outputs}")
+        card_field = {"image": "image", "instruction_embedding": "text_encoder.dim", "proprio": "proprio_dim",
+                      "bins": "action_spec.dimensions", "q_values": "action_spec.dimensions",
+                      "action": "action_spec.dimensions"}
+        for arg in [*self.session.get_inputs(), *self.session.get_outputs()]:
+            if arg.name not in buffers:
+                continue
+            want = buffers[arg.name]
+            # A dimension given as a name (or None) is free in the graph; a number must match, and
+            # the batch dimension must admit batch 1.
+            shape_ok = len(arg.shape) == want.ndim and all(
+                not isinstance(have, int) or have == size for have, size in zip(arg.shape, want.shape, strict=True)
+            )
+            if arg.type != _ONNX_TYPES[want.dtype] or not shape_ok:
+                expected_shape = ["batch", *want.shape[1:]]
+                raise PolicyCardError(
+                    f"policy.onnx tensor {arg.name!r}: graph has {arg.type} {list(arg.shape)}, policy.json field "
+                    f"{card_field[arg.name]!r} implies {_ONNX_TYPES[want.dtype]} {expected_shape}"
+                )
+
+    def _bind_io(self) -> None:
+        h, w = self.image_size
         d = self.num_dims
         self._image = np.zeros((1, h, w, 3), np.uint8)
         self._embedding = np.zeros((1, self.embed_dim), np.float32)
@@ -185,6 +225,8 @@ class PolicyDecoder:
         self._bins = np.zeros((1, d), np.int64)
         self._q = np.zeros((1, d), np.float32)
         self._action = np.zeros((1, d), np.float32)
+        self._check_graph({"image": self._image, "instruction_embedding": self._embedding, "proprio": self._proprio,
+                           "bins": self._bins, "q_values": self._q, "action": self._action})
         self._binding = self.session.io_binding()
         self._binding.bind_cpu_input("image", self._image)
         self._binding.bind_cpu_input("instruction_embedding", self._embedding)
@@ -198,15 +240,13 @@ class PolicyDecoder:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.shape != (h, w, 3):
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise ValueError(f"image: expected uint8 [{h}, {w}, 3] RGB, got {got}")
-        emb = np.asarray(embedding)
-        if emb.shape != (self.embed_dim,) or not np.isfinite(emb).all():
-            raise ValueError(f"embedding: expected {self.embed_dim} finite floats, got shape {emb.shape}")
+        problem = vector_problem("embedding", embedding, self.embed_dim)
         if self.proprio_dim > 0:
             if proprio is None:
                 raise ValueError(f"proprio: this model needs {self.proprio_dim} values, got None")
-            p = np.asarray(proprio)
-            if p.shape != (self.proprio_dim,) or not np.isfinite(p).all():
-                raise ValueError(f"proprio: expected {self.proprio_dim} finite floats, got shape {p.shape}")
+            problem = problem or vector_problem("proprio", proprio, self.proprio_dim)
+        if problem:
+            raise ValueError(problem)
 
     def decode(self, image: np.ndarray, embedding: np.ndarray, proprio: np.ndarray | None = None, *,
                copy: bool = True) -> DecodeResult:

@@ -50,7 +50,7 @@ from qt_policy_node.controller import PolicyController, TickResult
 from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.images import BadImage, ImageConverter
 from qt_policy_node.instructions import InstructionEmbedder
-from qt_policy_node.safety import MODEL_FAULT, SafetyConfig, SafetyLayer
+from qt_policy_node.safety import MODEL_FAULT, SafetyConfig, SafetyLayer, as_sent
 from qt_policy_node.text_encoder import load_text_encoder
 
 # Action-spec dimension name -> (TwistStamped field, axis). Other names are not sent to Servo.
@@ -244,6 +244,7 @@ class PolicyNode(LifecycleNode):
                 heartbeat_timeout_s=float(self.param("heartbeat_timeout_s")),
                 require_heartbeat=bool(self.param("require_heartbeat")),
                 proprio_timeout_s=float(self.param("proprio_timeout_s")),
+                future_stamp_tolerance_s=float(self.param("future_stamp_tolerance_s")),
                 require_proprio=decoder.proprio_dim > 0,
                 slew_limit=tuple(float(v) for v in self.param("slew_limit")),
             ),
@@ -252,7 +253,8 @@ class PolicyNode(LifecycleNode):
         if bool(self.param("use_text_encoder")):
             encoder, self.encoder_note = load_text_encoder(decoder.card, str(self.param("text_encoder_path")))
         text = decoder.card["text_encoder"]
-        embedder = InstructionEmbedder(text.get("embeddings", {}), int(text["dim"]), encoder)
+        embedder = InstructionEmbedder(text.get("embeddings", {}), int(text["dim"]), encoder,
+                                       int(self.param("max_instruction_chars")))
         self.converter = ImageConverter(height, width, bool(self.param("resize_images")))
         self.decoder, self.spec, self.provider, self.provider_warning = decoder, spec, decoder.provider, warning
         self.controller = PolicyController(decoder, safety, embedder, decoder.proprio_dim)
@@ -350,7 +352,8 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"rejected camera frame ({self._rejected_images} so far): {exc}",
                                       throttle_duration_sec=self._throttle_s)
             return
-        stamp = _stamp_s(msg.header.stamp) or self._now_s()
+        received = self._now_s()
+        stamp = _stamp_s(msg.header.stamp) or received
         if stamp not in self._exact_stamps:
             # The controller keeps float seconds (about 0.2 us resolution at today's epoch); the
             # command must echo the frame's stamp exactly, so the recorder and the sim's lockstep
@@ -358,7 +361,7 @@ class PolicyNode(LifecycleNode):
             self._exact_stamps[stamp] = (int(msg.header.stamp.sec), int(msg.header.stamp.nanosec))
             if len(self._exact_stamps) > EXACT_STAMPS_KEPT:
                 del self._exact_stamps[next(iter(self._exact_stamps))]
-        self.controller.set_image(image, stamp, owner=msg)
+        self.controller.set_image(image, stamp, owner=msg, received_s=received)
 
     def _on_image(self, msg: Image) -> None:
         self._take_image(msg, compressed=False)
@@ -372,9 +375,9 @@ class PolicyNode(LifecycleNode):
         if not embedder.set(msg.data):
             return
         if embedder.problem:
-            self.get_logger().warning(f"instruction {msg.data!r}: {embedder.problem}; holding still")
+            self.get_logger().warning(f"instruction {embedder.shown!r}: {embedder.problem}; holding still")
         else:
-            self.get_logger().info(f"instruction {msg.data!r} (embedding from {embedder.source})")
+            self.get_logger().info(f"instruction {embedder.shown!r} (embedding from {embedder.source})")
 
     def _on_estop(self, msg: Bool) -> None:
         assert self.controller is not None
@@ -392,7 +395,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning("rejected ee pose: position/orientation not finite",
                                       throttle_duration_sec=self._throttle_s)
         elif self.proprio.ready:
-            self.controller.proprio_updated(_stamp_s(msg.header.stamp) or self._now_s())
+            self._proprio_updated(msg.header.stamp)
 
     def _on_joints(self, msg: JointState) -> None:
         assert self.controller is not None and self.proprio is not None
@@ -400,7 +403,13 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"joint_states without finite finger joints {self.proprio.finger_joints}",
                                       throttle_duration_sec=self._throttle_s)
         elif self.proprio.ready:
-            self.controller.proprio_updated(_stamp_s(msg.header.stamp) or self._now_s())
+            self._proprio_updated(msg.header.stamp)
+
+    def _proprio_updated(self, stamp: Any) -> None:
+        """The assembler holds a whole vector measured at ``stamp`` (0: unstamped, use arrival)."""
+        assert self.controller is not None
+        received = self._now_s()
+        self.controller.proprio_updated(_stamp_s(stamp) or received, received_s=received)
 
     def _on_heartbeat(self, msg: Header) -> None:
         self._heartbeat_rx_s = self._now_s()
@@ -447,8 +456,8 @@ class PolicyNode(LifecycleNode):
             action.header.stamp.sec, action.header.stamp.nanosec = exact
         else:
             action.header.stamp = Time(seconds=stamp_s).to_msg()
-        action.values = values
-        action.bins = self.spec.values_to_bins(values)
+        # Bins of the float32 values the message carries, so they never disagree with them.
+        action.values, action.bins = as_sent(self.spec, values)
         self._action_pub.publish(action)
         twist = self._twist_msg
         twist.header.stamp = now
@@ -490,7 +499,7 @@ class PolicyNode(LifecycleNode):
             values.update({
                 "model_id": self.decoder.card["model_id"],
                 "control_rate_hz": f"{1.0 / self._period_s:g}",
-                "instruction": embedder.text or "",
+                "instruction": embedder.shown,
                 "instruction_state": embedder.state,
                 "text_encoder": self.encoder_note,
                 "ticks": self._ticks,

@@ -53,6 +53,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "require_heartbeat": (False, "hold still unless a heartbeat arrived within heartbeat_timeout_s"),
     "heartbeat_timeout_s": (1.0, "maximum age of the last heartbeat (by arrival time)"),
     "proprio_timeout_s": (0.5, "models with proprio: hold still when the newest pose is older (by its stamp)"),
+    "future_stamp_tolerance_s": (
+        0.05,
+        "an image or pose stamped further ahead of the node's clock than this is invalid: hold still "
+        "(future_image_stamp / future_proprio_stamp); ages never count from before an input arrived",
+    ),
+    "max_instruction_chars": (1000, "longer instructions are refused (hold: instruction_too_long), never embedded"),
     "slew_limit": (
         [0.01, 0.01, 0.01, 0.075, 0.0],
         "maximum change per control step of each action dimension, physical units; 0: unlimited",

@@ -6,9 +6,12 @@ a model, and the node must be a thin shell that cannot bypass it.
 Rules, evaluated once per control tick:
 
 * **hold conditions** forbid motion altogether: a latched e-stop, no camera image newer than
-  ``image_timeout_s``, no usable instruction, no heartbeat newer than ``heartbeat_timeout_s``
-  (when required), no proprioception newer than ``proprio_timeout_s`` (for models that take
-  it), or a model output that is not finite. Entering a hold publishes the stop
+  ``image_timeout_s``, no usable instruction (missing, unknown or longer than the limit), no
+  heartbeat newer than ``heartbeat_timeout_s`` (when required), no proprioception newer than
+  ``proprio_timeout_s`` (for models that take it), an image or pose stamped in the future by
+  more than ``future_stamp_tolerance_s``, or a model output that is not finite. Ages come from
+  :func:`input_age`: an input is never younger than the time since it arrived, so no stamp,
+  however wrong, keeps the arm moving on an input that stopped coming. Entering a hold publishes the stop
   command **once**; while the hold lasts nothing more is published (a controller that keeps
   receiving "zero" would mask a dead policy), and motion resumes only when every condition
   has cleared. The e-stop latches: only :meth:`SafetyLayer.reset_estop` clears it, and only
@@ -35,11 +38,15 @@ NO_INSTRUCTION = "no_instruction"
 UNKNOWN_INSTRUCTION = "unknown_instruction"
 NO_HEARTBEAT = "no_heartbeat"
 STALE_PROPRIO = "stale_proprio"
+FUTURE_IMAGE_STAMP = "future_image_stamp"
+FUTURE_PROPRIO_STAMP = "future_proprio_stamp"
+INSTRUCTION_TOO_LONG = "instruction_too_long"
 MODEL_FAULT = "model_fault"
 CLIP = "clip"
 SLEW = "slew"
 
-HOLD_RULES = (ESTOP, STALE_IMAGE, NO_INSTRUCTION, UNKNOWN_INSTRUCTION, NO_HEARTBEAT, STALE_PROPRIO, MODEL_FAULT)
+HOLD_RULES = (ESTOP, STALE_IMAGE, FUTURE_IMAGE_STAMP, NO_INSTRUCTION, UNKNOWN_INSTRUCTION, INSTRUCTION_TOO_LONG,
+              NO_HEARTBEAT, STALE_PROPRIO, FUTURE_PROPRIO_STAMP, MODEL_FAULT)
 ALL_RULES = (*HOLD_RULES, CLIP, SLEW)
 
 CLIP_TOLERANCE = 1e-6  # relative to the widest dimension's range
@@ -48,6 +55,19 @@ CLIP_TOLERANCE = 1e-6  # relative to the widest dimension's range
 INSTRUCTION_OK = "ok"
 INSTRUCTION_MISSING = "missing"
 INSTRUCTION_UNKNOWN = "unknown"
+INSTRUCTION_OVERLONG = "too_long"
+
+
+def input_age(now_s: float, stamp_s: float, received_s: float) -> float:
+    """Age of an input for the hold rules, measured against the receiving clock.
+
+    By its stamp (when it was measured), but never younger than the time since it arrived: a
+    stamp in the future must not make an input look fresh after it stopped coming. A stamp
+    ahead of ``now_s`` gives a negative age, which the safety layer holds on beyond its
+    tolerance (``future_*_stamp``).
+    """
+    by_stamp = now_s - stamp_s
+    return by_stamp if by_stamp < 0 else max(by_stamp, now_s - received_s)
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,8 @@ class SafetyConfig:
     heartbeat_timeout_s: float = 1.0
     require_heartbeat: bool = False
     proprio_timeout_s: float = 0.5
+    # An image or pose stamped further ahead of the node's clock than this is invalid (hold).
+    future_stamp_tolerance_s: float = 0.05
     require_proprio: bool = False  # set when the model takes proprioception
     # Maximum change per control step and dimension, in the spec's physical units; 0 = no limit.
     slew_limit: tuple[float, ...] = ()
@@ -70,6 +92,9 @@ class SafetyConfig:
             raise ValueError(f"heartbeat_timeout_s: expected > 0, got {self.heartbeat_timeout_s}")
         if not self.proprio_timeout_s > 0:
             raise ValueError(f"proprio_timeout_s: expected > 0, got {self.proprio_timeout_s}")
+        if not 0 <= self.future_stamp_tolerance_s < self.image_timeout_s:
+            raise ValueError(f"future_stamp_tolerance_s: expected [0, image_timeout_s={self.image_timeout_s}), "
+                             f"got {self.future_stamp_tolerance_s}")
         if self.slew_limit and len(self.slew_limit) != spec.num_dims:
             raise ValueError(
                 f"slew_limit: expected {spec.num_dims} values ({' '.join(spec.names)}) or none, "
@@ -77,6 +102,13 @@ class SafetyConfig:
             )
         if any(not np.isfinite(v) or v < 0 for v in self.slew_limit):
             raise ValueError(f"slew_limit: expected finite values >= 0, got {list(self.slew_limit)}")
+
+
+def as_sent(spec: ActionSpec, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The command as ArmAction carries it: values rounded to float32, and the bins of exactly
+    those rounded values (bins computed before the rounding disagree with them near a bin edge)."""
+    sent = np.asarray(values, dtype=np.float32)
+    return sent, spec.values_to_bins(sent.astype(np.float64))
 
 
 @dataclass
@@ -87,6 +119,13 @@ class Command:
     values: np.ndarray
     interventions: list[str] = field(default_factory=list)
     holding: bool = False
+
+
+_INSTRUCTION_HOLDS = {
+    INSTRUCTION_MISSING: NO_INSTRUCTION,
+    INSTRUCTION_UNKNOWN: UNKNOWN_INSTRUCTION,
+    INSTRUCTION_OVERLONG: INSTRUCTION_TOO_LONG,
+}
 
 
 class SafetyLayer:
@@ -153,19 +192,24 @@ class SafetyLayer:
         holds: list[str] = []
         if self.estop_latched:
             holds.append(ESTOP)
-        if image_age_s is None or image_age_s > self.config.image_timeout_s:
-            holds.append(STALE_IMAGE)
-        if instruction_state == INSTRUCTION_MISSING:
-            holds.append(NO_INSTRUCTION)
-        elif instruction_state == INSTRUCTION_UNKNOWN:
-            holds.append(UNKNOWN_INSTRUCTION)
+        self._check_age(holds, image_age_s, self.config.image_timeout_s, STALE_IMAGE, FUTURE_IMAGE_STAMP)
+        instruction_rule = _INSTRUCTION_HOLDS.get(instruction_state)
+        if instruction_rule:
+            holds.append(instruction_rule)
         if self.config.require_heartbeat and (
             heartbeat_age_s is None or heartbeat_age_s > self.config.heartbeat_timeout_s
         ):
             holds.append(NO_HEARTBEAT)
-        if self.config.require_proprio and (proprio_age_s is None or proprio_age_s > self.config.proprio_timeout_s):
-            holds.append(STALE_PROPRIO)
+        if self.config.require_proprio:
+            self._check_age(holds, proprio_age_s, self.config.proprio_timeout_s, STALE_PROPRIO, FUTURE_PROPRIO_STAMP)
         return holds
+
+    def _check_age(self, holds: list[str], age_s: float | None, timeout_s: float, stale: str, future: str) -> None:
+        """Stale when missing or too old; invalid when stamped too far in the future (see input_age)."""
+        if age_s is not None and age_s < -self.config.future_stamp_tolerance_s:
+            holds.append(future)
+        elif age_s is None or not age_s <= timeout_s:
+            holds.append(stale)
 
     def command(self, holds: list[str], action: np.ndarray | None) -> Command:
         """The command for this tick given the hold conditions and the model's action (or None)."""
