@@ -58,7 +58,7 @@ class Rung:
 RUNGS: dict[str, Rung] = {
     "R1": Rung("R1", "low-dim BC, pick", "pick/", 1200, 32, "state", "bc", 5.0, 0.90, 2000, 20, batch_size=64, lr=1e-3),
     "R2": Rung("R2", "vision BC, pick, 64 px", "pick/", 1000, 64, "image", "bc", 30.0, 0.80, 4000, 20),
-    "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 1500, 64, "image", "bc", 60.0, 0.60, 8000, 10),
+    "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 1500, 64, "image", "bc", 60.0, 0.60, 10000, 10),
 }
 DART = ["--dart-noise-std", "0.3", "--dart-gripper-flip-prob", "0.1"]
 VALIDATION_SEED_BASE = 200_000  # qt train's success checks (checkpoint choice)

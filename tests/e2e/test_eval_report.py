@@ -179,3 +179,18 @@ def test_inprocess_proprio_is_what_the_policy_node_reads_from_the_driver(layout)
             env.step(np.array([0.5, -0.3, -0.2, 0.4 * (-1) ** step, -1.0]))
     finally:
         env.close()
+
+
+def test_demo_compares_a_short_run_with_the_card_by_its_own_interval():
+    from qt_policy_node.demo import compare_with_card
+
+    card = {"evaluation": {"train": {"mode": "inprocess", "overall": {
+        "episodes": 90, "success_rate": 87 / 90, "ci95": list(wilson_interval(87, 90))}}}}
+
+    def run(k: int, n: int) -> dict:
+        overall = {"episodes": n, "success_rate": k / n, "ci95": list(wilson_interval(k, n))}
+        return {"split": "train", "overall": overall}
+
+    assert "consistent with the card" in compare_with_card(card, run(9, 10))  # 9/10 vs 97 %: no evidence
+    assert "NOT consistent" in compare_with_card(card, run(3, 10))
+    assert "no 'heldout' evaluation" in compare_with_card({}, {**run(9, 10), "split": "heldout"})

@@ -74,6 +74,27 @@ def test_each_action_takes_the_newest_frame_at_or_before_it(tmp_path: Path) -> N
     assert result.episode.length == 10
 
 
+def test_actions_long_before_the_first_frame_are_refused(crafted, tmp_path: Path) -> None:
+    """Issue 14 item 8: a recorder that joined late lacks the episode's first frames; its actions begin
+    more than a control period before the first frame, so the bag is refused (or skipped by name)."""
+    msgs: list[Msg] = []
+    frames = [synthetic_frame(i, 16, 12) for i in range(6)]
+    for i, frame in enumerate(frames):
+        ns = T0 + (i + 4) * PERIOD  # frames 0-3 of the episode never reached the bag
+        msgs.append(Msg("/camera/image_raw", "sensor_msgs/msg/Image", ns, image_msg(ns, frame)))
+    for k in range(10):
+        ns = T0 + k * PERIOD
+        msgs.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns, action_msg(ns, np.zeros(5, np.float32))))
+    msgs.sort(key=lambda m: m.log_ns)
+    late = write_bag(tmp_path / "late", msgs, craft_episode().custom)
+    with pytest.raises(ValueError, match="actions begin 0.400 s before the first camera frame"):
+        read_episode(late, _options((16, 12)))
+    good, _ = crafted("good", steps=4)
+    report = convert([good, late], tmp_path / "ds", _options((32, 24)), jobs=1, skip_bad=True, progress=False)
+    assert [Path(r.bag).name for r in report.bad] == ["late"] and "first camera frame" in report.bad[0].error
+    assert len(report.added) == 1
+
+
 @pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8"])
 def test_raw_encodings_become_rgb(crafted, encoding: str, tmp_path: Path) -> None:
     bag, ep = crafted(encoding, steps=3, encoding=encoding)

@@ -99,7 +99,7 @@ def test_episode_is_the_stamp_window_between_start_and_end(tmp_path: Path) -> No
     custom = load_metadata(bag)["custom_data"]
     assert custom["outcome"] == "success" and custom["instruction"] == "pick" and custom["episode_id"] == "ep"
     assert custom["end_reason"] == "event" and custom["qt_bag_format"] == bf.BAG_FORMAT
-    assert inspect_bag(bag).state == "ok"
+    assert inspect_bag(bag).state == "incomplete"  # frames but no actions: not training data
     assert log.find("EPISODE_WRITTEN id=ep outcome=success messages=6")
 
 
@@ -182,6 +182,7 @@ def test_write_failure_stops_the_episode_and_keeps_earlier_ones(tmp_path: Path) 
     core, log = _recorder(tmp_path)
     core.start_episode("first", episode_id="first")
     core.on_message(_frame(time.time_ns()))
+    core.on_message(_action(time.time_ns()))
     core.end_episode("success")
     core.tick()
     core.start_episode("second", episode_id="second")
@@ -226,3 +227,57 @@ def test_bad_settings_are_refused_by_name(tmp_path: Path) -> None:
         RecorderConfig(output_dir=tmp_path, end_grace_s=-1)
     with pytest.raises(ValueError, match="control_rate_hz"):
         RecorderConfig(output_dir=tmp_path, control_rate_hz=0)
+
+
+def _action(stamp: int) -> Incoming:
+    data = bytes(STORE.serialize_cdr(action_msg(stamp, np.zeros(5, np.float32)), "qt_msgs/msg/ArmAction"))
+    return Incoming(ACTION, data, stamp, bf.header_stamp_ns(data))
+
+
+def test_start_waits_until_every_required_topic_delivered(tmp_path: Path) -> None:
+    """Issue 14 item 8: a START before the camera and actions arrived waits; then it records from its stamp."""
+    core, log = _recorder(tmp_path, preroll_s=1.0, required_topics=(CAMERA, ACTION), control_rate_hz=10.0)
+    base = time.time_ns()
+    period = 100_000_000
+    reply = core.on_event(*_event(bf.EVENT_START, 0, base))
+    assert reply.accepted and not core.recording and log.find("EPISODE_WAITING id=ep missing=")
+    core.on_message(_action(base + period))  # actions first: still waiting for the camera
+    assert not core.recording
+    core.on_message(_frame(base + 3 * period))  # two frames missing at the start
+    assert core.recording
+    core.on_message(_action(base + 3 * period))
+    core.on_event(*_event(bf.EVENT_END, 1, base + 5 * period))
+    _finish(core)
+    bag = tmp_path / "bags" / "ep"
+    assert _stamps(bag, CAMERA) == [base + 3 * period]
+    assert _stamps(bag, ACTION) == [base + period, base + 3 * period]
+    assert load_metadata(bag)["custom_data"]["sequence_gaps"] == "2"  # frames missing at the start
+
+
+def test_an_episode_the_recorder_did_not_see_is_not_recorded(tmp_path: Path) -> None:
+    """START and END before the camera ever delivered (the 0-image bag of the start-up race): no bag, a named failure."""
+    core, log = _recorder(tmp_path, required_topics=(CAMERA, ACTION), ready_timeout_s=0.0)
+    base = time.time_ns()
+    core.on_event(*_event(bf.EVENT_START, 0, base))
+    core.on_message(_action(base + 1))
+    reply = core.on_event(*_event(bf.EVENT_END, 1, base + 2))
+    assert not reply.accepted and "not recorded: ended_before_topics_ready" in reply.message
+    assert log.find(f"EPISODE_NOT_RECORDED id=ep reason=ended_before_topics_ready missing=['{CAMERA}']")
+    core.on_event(*_event(bf.EVENT_START, 0, base + 3, episode_id="late"))
+    time.sleep(0.01)
+    core.tick()  # ready_timeout_s passed
+    assert log.find("EPISODE_NOT_RECORDED id=late reason=topics_not_ready")
+    _finish(core)
+    assert not (tmp_path / "bags").exists() or not any((tmp_path / "bags").iterdir())
+
+
+def test_a_bag_without_actions_or_frames_is_incomplete(tmp_path: Path) -> None:
+    """Item 8: qt bags check must not call a bag with no frames (or no actions) ok."""
+    core, _ = _recorder(tmp_path)
+    base = time.time_ns()
+    core.on_event(*_event(bf.EVENT_START, 0, base))
+    core.on_message(_action(base + 10))
+    core.on_event(*_event(bf.EVENT_END, 1, base + 20))
+    _finish(core)
+    status = inspect_bag(tmp_path / "bags" / "ep")
+    assert status.state == "incomplete" and status.detail == "no camera frames (outcome 'success')"

@@ -1,6 +1,7 @@
-"""run.launch.py and config/run.yaml, checked without ros2 launch (not installable here).
+"""run.launch.py and config/run.yaml, checked without ros2 launch (not on the package registries).
 
-The launch file is parsed, not executed: every import must be a real launch / launch_ros name,
+The launch file is parsed, not executed: every import must be a real launch / launch_ros name
+(or one of the project's two launch helpers),
 every LaunchConfiguration must be declared, every executable must be a console script of the
 package it names, and every parameter handed to a node must be one that node declares. The
 YAML is loaded into a real PolicyNode, so a wrong type or a misspelt name fails here.
@@ -23,15 +24,19 @@ CONFIG_FILE = PACKAGE / "config" / "run.yaml"
 
 # The launch / launch_ros names this file may use (their public API, as documented upstream).
 LAUNCH_API = {
-    "launch": {"LaunchDescription"},
-    "launch.actions": {"DeclareLaunchArgument", "GroupAction", "IncludeLaunchDescription"},
+    "launch": {"LaunchContext", "LaunchDescription"},
+    "launch.actions": {"DeclareLaunchArgument", "GroupAction", "IncludeLaunchDescription", "OpaqueFunction"},
     "launch.conditions": {"IfCondition", "UnlessCondition"},
     "launch.substitutions": {"EnvironmentVariable", "LaunchConfiguration", "PathJoinSubstitution"},
     "launch_ros.actions": {"Node", "LifecycleNode"},
     "launch_ros.parameter_descriptions": {"ParameterValue"},
     "launch_ros.substitutions": {"FindPackageShare"},
+    "qt_common.launch_required": {"shutdown_when_exits"},
+    "qt_policy_node.sim_fit": {"sim_parameters"},
+    "pathlib": {"Path"},
+    "typing": {"Any"},
 }
-REQUIRED_ARGUMENTS = {"model", "params_file", "namespace", "sim", "record", "use_sim_time"}
+REQUIRED_ARGUMENTS = {"model", "params_file", "namespace", "sim", "record", "use_sim_time", "bags_dir"}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,7 @@ def test_imports_are_the_launch_ros_api(tree):
         for alias in node.names:
             assert alias.name in LAUNCH_API[node.module], f"{node.module}.{alias.name}"
     functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-    assert functions == ["generate_launch_description"]
+    assert functions[-1] == "generate_launch_description" and set(functions) <= {"_sim", "generate_launch_description"}
 
 
 def test_arguments_are_declared_and_used(tree):
@@ -94,8 +99,28 @@ def test_nodes_name_real_executables_and_declared_parameters(tree):
     literal_keys = {k.value for d in params.elts if isinstance(d, ast.Dict) for k in d.keys}
     assert literal_keys <= set(PARAMETERS) | {"use_sim_time"}
     assert "model_path" in literal_keys
-    for executable in ("sim_driver", "recorder"):
-        assert keyword(found[executable], "condition") is not None, f"{executable} must be optional"
+    assert keyword(found["recorder"], "condition") is not None, "the recorder must be optional"
+    sim_call = calls(tree, "OpaqueFunction")[0]
+    assert keyword(sim_call, "function").id == "_sim" and keyword(sim_call, "condition") is not None
+
+
+def test_every_node_ends_the_launch_when_it_exits(tree):
+    """Issue 14 item 2: OnProcessExit -> Shutdown (exit 1 on failure) for the policy, the sim and the recorder."""
+    targets = {c.args[0].id for c in calls(tree, "shutdown_when_exits")}
+    assert targets == {"policy", "sim", "recorder"}
+
+
+def test_sim_is_fitted_to_the_card_and_publishes_the_clock_for_sim_time(tree):
+    """Items 1, 3 and 4: the sim gets the card's image size and tasks, and /clock when use_sim_time."""
+    sim_function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_sim")
+    text = ast.unparse(sim_function)
+    assert "sim_parameters(" in text and "'publish_clock'" in text and "use_sim_time" in text
+
+
+def test_record_writes_into_the_bags_dir_argument(tree):
+    """Item 6: the recorder's output_dir comes from a launch argument (default $QT_ROBOT_ROOT/bags)."""
+    recorder = next(c for c in calls(tree, "Node") if keyword(c, "executable").value == "recorder")
+    assert "output_dir" in ast.unparse(keyword(recorder, "parameters")) and "bags_dir" in ast.unparse(recorder)
 
 
 def test_policy_section_of_the_yaml_matches_the_declared_parameters():
@@ -113,6 +138,17 @@ def test_sim_section_names_sim_driver_parameters():
     sim_node = pytest.importorskip("qt_sim.driver_node")
     section = yaml.safe_load(CONFIG_FILE.read_text())["/**/sim_driver"]["ros__parameters"]
     assert set(section) <= set(sim_node.PARAMETERS)
+
+
+def test_recorder_section_names_recorder_parameters_with_relative_topics():
+    """namespace:=robot1 must move the recorder's topics too (relative names), and required_topics names
+    recorded topic parameters."""
+    recorder = pytest.importorskip("qt_data_logger.recorder_core")
+    section = yaml.safe_load(CONFIG_FILE.read_text())["/**/recorder"]["ros__parameters"]
+    topic_parameters = {name for name, *_ in recorder.TOPIC_PARAMETERS}
+    assert topic_parameters <= set(section)
+    assert not any(section[name].startswith("/") for name in topic_parameters)
+    assert set(section["required_topics"]) <= topic_parameters
 
 
 def test_yaml_loads_into_a_real_policy_node():

@@ -162,3 +162,28 @@ def test_horizon_ends_the_episode_with_failure(children, peer):
     assert start.event == EpisodeEvent.EVENT_START and start.seed >= 0 and start.task_id
     assert end.outcome == EpisodeEvent.OUTCOME_FAILURE and end.episode_id == reply.episode_id
     assert end.task_id == start.task_id and end.instruction == start.instruction
+
+
+def test_publish_clock_stamps_with_simulated_time(children, peer):
+    """Issue 14 item 4: with publish_clock the sim publishes /clock, one control period per tick (here 0.1 s
+    simulated per tick at 20 Hz wall), and stamps every frame with it, so use_sim_time nodes run on it."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    node = driver("image_width:=32", "image_height:=32", "control_rate_hz:=20.0", "sim_period_s:=0.1",
+                  "publish_clock:=true")
+    children.append(node)
+    clock: list[Clock] = []  # best effort, as rclpy's own /clock subscription (the publisher's QoS)
+    peer.node.create_subscription(Clock, "/clock", clock.append, QoSProfile(depth=50,
+                                  reliability=ReliabilityPolicy.BEST_EFFORT))
+    images = peer.subscribe(Image, "/camera/image_raw")
+    node.wait_for_line("publishing /clock", timeout=STARTUP_S)
+    peer.spin_until(lambda: len(clock) >= 5 and len(images) >= 5, 30, "/clock and frames")
+
+    def ns(stamp) -> int:
+        return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+    ticks = [ns(c.clock) for c in clock]
+    assert {b - a for a, b in zip(ticks, ticks[1:], strict=False)} == {100_000_000}
+    assert ticks[0] < 1_000_000 * 1_000_000_000  # simulated seconds since start, not the wall clock
+    assert {ns(i.header.stamp) for i in images} <= set(ticks)

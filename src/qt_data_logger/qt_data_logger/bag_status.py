@@ -9,6 +9,8 @@ States:
     interrupted  the recorder died (kill -9, power cut, disk full): no metadata.yaml or a
                  leftover ``.recording`` marker; ``qt bags repair`` or ``qt bags quarantine``
     corrupt      metadata.yaml present but a data file is missing or has no MCAP footer
+    incomplete   finalised and labelled, but without camera frames or without actions (a
+                 recorder that missed the start of its topics): never training data
     not_a_bag    nothing recognisable
 
 A bag directory is one holding ``metadata.yaml`` or the ``.recording`` marker beside its own
@@ -118,12 +120,36 @@ def inspect_bag(path: str | Path) -> BagStatus:
         status.detail = "not written by the qt recorder: outcome comes from its EpisodeEvent END"
         return status
     outcome = custom.get(bf.KEY_OUTCOME, "")
+    empty = _empty_streams(meta)
     if outcome not in bf.TRAINABLE_OUTCOMES:
         status.state = "unlabelled"
         status.detail = f"outcome {outcome!r} (ended by {custom.get(bf.KEY_END_REASON, '?')}); label with qt bags label"
+    elif empty:
+        status.state, status.detail = "incomplete", f"no {' and no '.join(empty)} (outcome {outcome!r})"
     else:
         status.detail = outcome
     return status
+
+
+FRAME_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+ACTION_TYPE = "qt_msgs/msg/ArmAction"
+ACTION_TOPIC_SUFFIX = "/qt/action"
+
+
+def _empty_streams(meta: dict[str, Any]) -> list[str]:
+    """'camera frames' / 'actions' when the bag holds none (expert labels do not count as actions).
+
+    Actions are ArmAction messages or anything on a ``.../qt/action`` topic: a wrong type there is
+    the converter's to name precisely, not a missing stream."""
+    counts = {"camera frames": 0, "actions": 0}
+    for entry in meta.get("topics_with_message_count") or []:
+        topic, count = entry["topic_metadata"], int(entry.get("message_count", 0))
+        if topic["type"] in FRAME_TYPES:
+            counts["camera frames"] += count
+        elif topic["name"].endswith(ACTION_TOPIC_SUFFIX) or (
+                topic["type"] == ACTION_TYPE and not topic["name"].endswith("action_label")):
+            counts["actions"] += count
+    return [name for name, count in counts.items() if count == 0]
 
 
 def is_bag_dir(path: Path) -> bool:

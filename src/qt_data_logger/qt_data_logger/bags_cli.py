@@ -20,7 +20,7 @@ from qt_data_logger import bag_format as bf
 from qt_data_logger.bag_repair import RepairError, label, quarantine, repair
 from qt_data_logger.bag_status import BagStatus, inspect_bag, scan_bags
 
-NEEDS_ATTENTION = ("unlabelled", "interrupted", "corrupt", "not_a_bag")
+NEEDS_ATTENTION = ("unlabelled", "incomplete", "interrupted", "corrupt", "not_a_bag")
 
 
 def _statuses(paths: list[str]) -> list[BagStatus]:

@@ -318,6 +318,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
     if not keep.any():
         raise BagError(bag, camera, "header.stamp", "no action has a camera frame stamped at or before it")
     first = int(np.argmax(keep))  # actions before the first frame can only be leading ones
+    _check_start(bag, camera, custom, int(steps_at[0]), image_stamps[0])
     age = (steps_at[first:] - np.asarray(image_stamps, dtype=np.int64)[frame_of[first:]]) / 1e9
     if options.max_image_age_s > 0 and (age > options.max_image_age_s).any():
         i = int(np.argmax(age > options.max_image_age_s))
@@ -366,8 +367,22 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
     return BagResult(str(bag), episode=episode, stats=stats)
 
 
+def _check_start(bag: Path, camera: str, custom: dict[str, str], first_action_ns: int, first_frame_ns: int) -> None:
+    """Actions more than one control period before the first frame: the bag lacks the episode's
+    first frames (a recorder that joined late), so its start is not what the robot saw. A human's
+    key press just before the first frame (within a period) only drops that action."""
+    period_ns = 1e9 / (float(custom.get(bf.KEY_CONTROL_RATE, "0") or 0) or 10.0)
+    lead_ns = first_frame_ns - first_action_ns
+    if lead_ns > period_ns:
+        raise BagError(
+            bag, camera, "header.stamp",
+            f"actions begin {lead_ns / 1e9:.3f} s before the first camera frame: the episode's first frames are "
+            "missing (recorder joined late); not training data",
+        )
+
+
 def _require_finalised(status: BagStatus) -> None:
-    if status.state == "ok":
+    if status.state in ("ok", "incomplete"):  # incomplete: reading names the empty topic precisely
         return
     if status.state == "unlabelled":
         raise BagError(status.path, "", "custom_data.outcome", f"episode without outcome: {status.detail}")

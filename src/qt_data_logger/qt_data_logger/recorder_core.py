@@ -25,7 +25,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,6 +56,10 @@ class RecorderConfig:
     queue_limit_mb: float = 512.0
     min_free_mb: float = 100.0
     fsync: bool = True
+    # Topics (resolved names) that must each have delivered a message before an episode is
+    # recorded; a START before that waits up to ready_timeout_s, then the episode is not recorded.
+    required_topics: tuple[str, ...] = ()
+    ready_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.control_rate_hz > 0:
@@ -141,6 +145,7 @@ class _Episode:
     close_deadline: float = 0.0
     dropped: int = 0
     sequence_gaps: int = 0
+    first_stamp_ns: dict[str, int] = field(default_factory=dict)  # per topic, to count frames missing at the start
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -181,6 +186,8 @@ class EpisodeRecorder:
         self._held: deque[Incoming] = deque()  # messages of the recording episode not yet written
         self._latest_instruction: Incoming | None = None
         self._store = bf.episode_typestore()
+        self._heard: set[str] = set()  # topics that delivered a message since start-up
+        self._waiting: tuple[dict[str, Any], float] | None = None  # a START held until every required topic is heard
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -204,8 +211,18 @@ class EpisodeRecorder:
 
     # ---- messages -------------------------------------------------------------------------
 
+    @property
+    def missing_topics(self) -> list[str]:
+        """Required topics that have not delivered a message yet."""
+        return [t for t in self.config.required_topics if t not in self._heard]
+
     def on_message(self, msg: Incoming) -> None:
         """A message on any recorded topic except the events topic."""
+        self._heard.add(msg.topic)
+        if self._waiting is not None and not self.missing_topics:
+            request, _ = self._waiting
+            self._waiting = None
+            self.start_episode(**request)  # before remembering msg: it is handled below, once
         self._remember(msg)
         episode = self._episode
         if episode is not None and self._in_window(episode, msg):
@@ -252,6 +269,8 @@ class EpisodeRecorder:
 
     def _write(self, episode: _Episode, msg: Incoming, log_time_ns: int | None = None) -> None:
         episode.sequence_gaps += msg.seq_gap
+        if msg.stamp_ns is not None:
+            episode.first_stamp_ns.setdefault(msg.topic, msg.stamp_ns)
         if not self.io.write(episode.writer, msg.topic, log_time_ns or msg.recv_ns, msg.data):
             episode.dropped += 1
             if episode.dropped == 1 or episode.dropped % 100 == 0:
@@ -297,7 +316,17 @@ class EpisodeRecorder:
         event_msg: Incoming | None = None,
         reason: str = "service",
     ) -> Reply:
-        """Open a new episode bag; refused (never replaced) while another episode records."""
+        """Open a new episode bag; refused (never replaced) while another episode records.
+
+        Before every required topic has delivered a message the START waits (the recorder's
+        subscriptions may match after the publishers started); it opens the bag, with its own
+        stamp, once they have, so what the pre-roll ring kept since START is recorded.
+        """
+        if self.missing_topics:
+            return self._wait(dict(instruction=instruction, task_id=task_id, seed=seed,
+                                   episode_id=episode_id or _new_episode_id(),
+                                   stamp_ns=self.clock_ns() if stamp_ns is None else stamp_ns,
+                                   event_msg=event_msg, reason=reason))
         if self._episode is not None:
             if self._episode.end_stamp_ns is None:
                 return Reply(False, message=f"episode {self._episode.episode_id} is running; end it first")
@@ -342,10 +371,30 @@ class EpisodeRecorder:
         self.log.info(f"EPISODE_STARTED id={episode_id} reason={reason} path={path} instruction={instruction!r}")
         return Reply(True, episode_id, instruction, f"recording into {path}")
 
+    def _wait(self, request: dict[str, Any]) -> Reply:
+        if self._waiting is not None:
+            waiting = self._waiting[0]["episode_id"]
+            return Reply(False, message=f"episode {waiting} is running (waits for {self.missing_topics}); end it first")
+        self._waiting = (request, time.monotonic() + self.config.ready_timeout_s)
+        self.log.warning(f"EPISODE_WAITING id={request['episode_id']} missing={self.missing_topics} (no message yet; "
+                         f"recording starts once each delivered one, within {self.config.ready_timeout_s:g} s)")
+        return Reply(True, request["episode_id"], request["instruction"], f"waiting for {self.missing_topics}")
+
+    def _not_recorded(self, why: str) -> Reply:
+        """The waiting START is dropped: an episode the recorder did not fully see is never written."""
+        assert self._waiting is not None
+        episode_id = self._waiting[0]["episode_id"]
+        self._waiting = None
+        self.last_error = f"episode {episode_id} not recorded: {why}; missing topics {self.missing_topics}"
+        self.log.error(f"EPISODE_NOT_RECORDED id={episode_id} reason={why} missing={self.missing_topics}")
+        return Reply(False, episode_id, message=self.last_error)
+
     def end_episode(
         self, outcome: str, stamp_ns: int | None = None, event_msg: Incoming | None = None, reason: str = "service"
     ) -> Reply:
         """End the open episode: success/failure finalise it (after the grace period), discard deletes it."""
+        if self._waiting is not None:
+            return self._not_recorded("ended_before_topics_ready")
         episode = self._episode
         if episode is None or episode.end_stamp_ns is not None:
             return Reply(False, message="no episode is running")
@@ -375,6 +424,8 @@ class EpisodeRecorder:
 
     def tick(self) -> None:
         """Periodic work: finalise episodes whose grace period ran out, report the writer's results."""
+        if self._waiting is not None and time.monotonic() > self._waiting[1]:
+            self._not_recorded("topics_not_ready")
         episode = self._episode
         if episode is not None and episode.end_stamp_ns is None:
             self._release(episode, time.time_ns() - int(self.config.end_grace_s * 1e9))
@@ -384,6 +435,8 @@ class EpisodeRecorder:
 
     def shutdown(self) -> list[WriteResult]:
         """SIGINT/SIGTERM: finalise whatever is open (unlabelled if it had not ended), flush, stop."""
+        if self._waiting is not None:
+            self._not_recorded("shutdown")
         episode = self._episode
         if episode is not None:
             if episode.end_stamp_ns is None:
@@ -398,8 +451,19 @@ class EpisodeRecorder:
 
     # ---- helpers --------------------------------------------------------------------------
 
+    def _start_gaps(self, episode: _Episode) -> int:
+        """Control periods of each required topic missing between START and its first message."""
+        period_ns = 1e9 / self.config.control_rate_hz
+        gaps = 0
+        for topic in self.config.required_topics:
+            first = episode.first_stamp_ns.get(topic)
+            if first is not None and self.topics[topic].msgtype in bf.STAMPED_TYPES:
+                gaps += max(0, int((first - episode.start_stamp_ns) / period_ns - 0.5))
+        return gaps
+
     def _finish(self, episode: _Episode) -> None:
         self._release(episode, None)
+        episode.sequence_gaps += self._start_gaps(episode)
         self._episode = None
         self._closed = episode
         custom = {

@@ -34,6 +34,9 @@ from qt_data_logger import bag_format as bf
 from qt_data_logger.recorder_core import TOPIC_PARAMETERS, EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 
 RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
+# Topic parameters whose topics must each deliver a message before an episode is recorded: a bag
+# without frames or without actions is no episode (the 0-image bag of a start-up race).
+REQUIRED_DEFAULT = ("camera_topic", "action_topic")
 # Topics whose contract publishers are transient local (late joiners get the last message).
 LATCHED_PARAMETERS = ("instruction_topic", "events_topic")
 
@@ -85,13 +88,28 @@ class RecorderNode(Node):
         self.declare_parameter("min_free_mb", 100.0)
         self.declare_parameter("fsync", True)
         self.declare_parameter("ignore_events_before_start", True)
+        self.declare_parameter("required_topics", list(REQUIRED_DEFAULT))
+        self.declare_parameter("ready_timeout_s", 10.0)
         p = self._param
         reliability = str(p("reliability"))
         if reliability not in RELIABILITY_CHOICES:
             raise ValueError(f"parameter 'reliability': expected one of {RELIABILITY_CHOICES}, got {reliability!r}")
         self.reliability = reliability
+        self.topics: list[_Topic] = []
+        for parameter, _, msgtype, depth in TOPIC_PARAMETERS:
+            name = str(p(parameter))
+            if name:
+                self.topics.append(
+                    _Topic(parameter, self.resolve_topic_name(name), msgtype, depth, msgtype in bf.STAMPED_TYPES)
+                )
+        by_parameter = {t.parameter: t for t in self.topics}
+        unknown = [r for r in p("required_topics") if r and r not in by_parameter]
+        if unknown:
+            raise ValueError(f"parameter 'required_topics': {unknown} are not recorded topic parameters "
+                             f"(recorded: {sorted(by_parameter)})")
         config = RecorderConfig(
-            output_dir=Path(str(p("output_dir"))).expanduser(),
+            # Absolute from here on, so the log and every bag path say where bags really go.
+            output_dir=Path(str(p("output_dir"))).expanduser().resolve(),
             control_rate_hz=float(p("control_rate_hz")),
             robot=str(p("robot")),
             operator=str(p("operator")),
@@ -102,15 +120,9 @@ class RecorderNode(Node):
             queue_limit_mb=float(p("queue_limit_mb")),
             min_free_mb=float(p("min_free_mb")),
             fsync=bool(p("fsync")),
+            required_topics=tuple(by_parameter[r].name for r in p("required_topics") if r),
+            ready_timeout_s=float(p("ready_timeout_s")),
         )
-        self.topics: list[_Topic] = []
-        for parameter, _, msgtype, depth in TOPIC_PARAMETERS:
-            name = str(p(parameter))
-            if name:
-                self.topics.append(
-                    _Topic(parameter, self.resolve_topic_name(name), msgtype, depth, msgtype in bf.STAMPED_TYPES)
-                )
-        by_parameter = {t.parameter: t for t in self.topics}
         if "events_topic" not in by_parameter:
             raise ValueError("parameter 'events_topic': must name a topic (episodes are labelled by it)")
         store = bf.episode_typestore()
@@ -138,7 +150,7 @@ class RecorderNode(Node):
         self.create_timer(0.2, self._watch)
         self.get_logger().info(
             f"RECORDER_READY output_dir={config.output_dir} reliability={self.reliability} "
-            f"topics={[t.name for t in self.topics]}"
+            f"topics={[t.name for t in self.topics]} required={list(config.required_topics)}"
         )
 
     def _param(self, name: str) -> Any:

@@ -6,16 +6,45 @@
 Kept thin on purpose: every decision lives in the nodes and in config/run.yaml, which
 `qt run` (the same nodes in one process, for machines without the ros2 CLI) loads as well.
 The policy node configures and activates itself when ``autostart`` is true, and exits with
-an error naming the problem when the model is missing or does not fit the configuration.
+an error naming the problem when the model is missing or does not fit the configuration;
+that exit (or the sim's, or the recorder's) ends the launch with exit code 1.
+
+With ``sim:=true`` the sim's camera takes the model card's image size and it draws only the
+tasks whose wordings the card caches (qt_policy_node.sim_fit); with ``use_sim_time:=true`` it
+also publishes /clock, which every other node here then runs on.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from pathlib import Path
+from typing import Any
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+from qt_common.launch_required import shutdown_when_exits
+from qt_policy_node.sim_fit import sim_parameters
+
+
+def _sim(context: LaunchContext) -> list[Any]:
+    """The sim driver, fitted to the model's card (read when the launch runs, after arguments are known)."""
+    sim = Node(
+        package="qt_sim",
+        executable="sim_driver",
+        name="sim_driver",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                **sim_parameters(Path(LaunchConfiguration("model").perform(context))),
+                "publish_clock": LaunchConfiguration("use_sim_time").perform(context) == "true",
+            },
+        ],
+    )
+    return [sim, shutdown_when_exits(sim, "the policy has no arm to drive")]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -23,11 +52,11 @@ def generate_launch_description() -> LaunchDescription:
     params_file = LaunchConfiguration("params_file")
     namespace = LaunchConfiguration("namespace")
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    root = EnvironmentVariable("QT_ROBOT_ROOT", default_value=".")
     arguments = [
         DeclareLaunchArgument(
             "model",
-            default_value=PathJoinSubstitution([EnvironmentVariable("QT_ROBOT_ROOT", default_value="."),
-                                                "models", "default"]),
+            default_value=PathJoinSubstitution([root, "models", "default"]),
             description="policy directory (policy.onnx + policy.json); default: the shipped model",
         ),
         DeclareLaunchArgument(
@@ -37,11 +66,13 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of every node and topic"),
         DeclareLaunchArgument("sim", default_value="false", choices=["true", "false"],
-                              description="also start the MuJoCo arm (qt_sim sim_driver)"),
+                              description="also start the MuJoCo arm (qt_sim sim_driver), fitted to the model card"),
         DeclareLaunchArgument("record", default_value="false", choices=["true", "false"],
                               description="also start the episode recorder (qt_data_logger recorder)"),
+        DeclareLaunchArgument("bags_dir", default_value=PathJoinSubstitution([root, "bags"]),
+                              description="record:=true: folder the episode bags are written into"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
-                              description="run every node on /clock"),
+                              description="run every node on /clock (with sim:=true the sim publishes it)"),
         DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
                               description="configure and activate the policy node on start"),
     ]
@@ -60,22 +91,21 @@ def generate_launch_description() -> LaunchDescription:
             },
         ],
     )
-    sim = Node(
-        package="qt_sim",
-        executable="sim_driver",
-        name="sim_driver",
-        namespace=namespace,
-        output="screen",
-        parameters=[params_file, {"use_sim_time": use_sim_time}],
-        condition=IfCondition(LaunchConfiguration("sim")),
-    )
     recorder = Node(
         package="qt_data_logger",
         executable="recorder",
         name="recorder",
         namespace=namespace,
         output="screen",
-        parameters=[params_file, {"use_sim_time": use_sim_time}],
+        parameters=[params_file, {"use_sim_time": use_sim_time,
+                                  "output_dir": ParameterValue(LaunchConfiguration("bags_dir"), value_type=str)}],
         condition=IfCondition(LaunchConfiguration("record")),
     )
-    return LaunchDescription([*arguments, policy, sim, recorder])
+    return LaunchDescription([
+        *arguments,
+        policy,
+        shutdown_when_exits(policy, "nothing drives the arm without the policy"),
+        OpaqueFunction(function=_sim, condition=IfCondition(LaunchConfiguration("sim"))),
+        recorder,
+        shutdown_when_exits(recorder, "record:=true asked for episodes that are no longer written"),
+    ])

@@ -31,11 +31,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from qt_common.action_spec import ActionSpec
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
@@ -44,8 +45,8 @@ from std_msgs.msg import Bool, Float64, Header, String
 from std_srvs.srv import Trigger
 
 from qt_msgs.msg import ArmAction, PolicyStatus
+from qt_policy_node import param_types, proprio, providers
 from qt_policy_node import params as P
-from qt_policy_node import proprio, providers
 from qt_policy_node.controller import PolicyController, TickResult
 from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.images import BadImage, ImageConverter
@@ -59,6 +60,8 @@ TWIST_AXES = {
     "droll": ("angular", "x"), "dpitch": ("angular", "y"), "dyaw": ("angular", "z"),
 }
 GRIPPER_DIM = "gripper"
+# Parameters a configured node applies at once; every other one is read at configure only.
+LIVE_PARAMETERS = ("control_rate_hz",)
 EXACT_STAMPS_KEPT = 32
 DIAGNOSTIC_NAME = "qt_policy_node: policy"
 
@@ -79,6 +82,25 @@ def _stamp_s(stamp: Any) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def check_camera_size(camera: tuple[int, int], model: tuple[int, int], resize: bool) -> None:
+    """The camera size the parameters declare (0: the card's) must be the model's unless frames are resized."""
+    height, width = camera[0] or model[0], camera[1] or model[1]
+    if (height, width) != model and not resize:
+        raise ConfigurationError(
+            f"policy.json field 'image' (height, width): model has {model}, node is configured for "
+            f"{(height, width)} (image_height, image_width); set resize_images: true to resize camera frames to "
+            "the model's size, or image_height/image_width: 0 to expect the model's size"
+        )
+
+
+def control_rate(requested: float, card_rate: float) -> float:
+    """Decisions per second: the parameter, or the card's rate when it is 0."""
+    rate = requested or card_rate
+    if not 0 < rate <= 1000:
+        raise ConfigurationError(f"control_rate_hz: expected (0, 1000] (or 0: the card's), got {requested:g}")
+    return rate
+
+
 def load_action_spec(path: str) -> ActionSpec:
     """The spec the robot executes: the default, or ActionSpec.to_dict JSON from a file."""
     if not path:
@@ -94,9 +116,11 @@ class PolicyNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(P.NODE_NAME, **kwargs)
-        for name, (default, description) in P.PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        param_types.declare(self, P.PARAMETERS)
         self._reset_runtime()
+        self.add_pre_set_parameters_callback(param_types.widen_integers(P.PARAMETERS))
+        self.add_on_set_parameters_callback(self._check_update)
+        self.add_post_set_parameters_callback(self._apply_update)
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -126,6 +150,44 @@ class PolicyNode(LifecycleNode):
 
     def param(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    # ---- parameter updates (ros2 param set) ---------------------------------------------------
+
+    def _check_update(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Refuse, with the reason, a change a configured node would not apply (never a silent no-op)."""
+        if self.controller is None:
+            return SetParametersResult(successful=True)  # unconfigured: read at the next configure
+        for parameter in parameters:
+            if parameter.name == "control_rate_hz":
+                try:
+                    control_rate(float(parameter.value), float(self.decoder.card["control_rate_hz"]))
+                except ConfigurationError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            elif parameter.name in P.PARAMETERS:
+                return SetParametersResult(successful=False, reason=(
+                    f"{parameter.name} is read at configure and the node is {self.state_label}: deactivate and "
+                    f"cleanup, set it, then configure again (only {list(LIVE_PARAMETERS)} apply at once)"))
+        return SetParametersResult(successful=True)
+
+    def _apply_update(self, parameters: list[Parameter]) -> None:
+        if self.controller is None:
+            return
+        for parameter in parameters:
+            if parameter.name == "control_rate_hz":
+                self._set_rate(float(parameter.value))
+                if self._control_timer is not None:
+                    self._control_timer.timer_period_ns = int(self._period_s * 1e9)
+                self.get_logger().info(f"control_rate_hz: now {1.0 / self._period_s:g} Hz")
+
+    def _set_rate(self, requested: float) -> None:
+        card_rate = float(self.decoder.card["control_rate_hz"])
+        rate = control_rate(requested, card_rate)
+        if abs(rate - card_rate) > 1e-6:
+            self.get_logger().warning(
+                f"control_rate_hz {rate:g} differs from the model card's {card_rate:g}: actions are per-step "
+                "deltas, so the arm moves at a different speed than in training"
+            )
+        self._period_s = 1.0 / rate
 
     def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
         """Subscription/timer callback that logs an unexpected exception instead of ending the
@@ -212,31 +274,24 @@ class PolicyNode(LifecycleNode):
                 "there with `qt export ... --name default`)"
             )
         spec = load_action_spec(str(self.param("action_spec_file")))
-        height, width = int(self.param("image_height")), int(self.param("image_width"))
         requested = providers.normalize(list(self.param("execution_providers")))
         usable = providers.usable(requested, onnxruntime.get_available_providers())
         decoder = PolicyDecoder(
             model_dir,
             usable,
             expected_action_spec_digest=spec.digest(),
-            expected_image_size=(height, width),
             threads=int(self.param("intra_op_threads")),
             allow_cpu_fallback=True,  # judged below against the full preference list
         )
         warning = providers.judge(requested, decoder.provider)
+        resize = bool(self.param("resize_images"))
+        check_camera_size((int(self.param("image_height")), int(self.param("image_width"))), decoder.image_size,
+                          resize)
         try:
             layout = proprio.card_layout(decoder.card)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        rate = float(self.param("control_rate_hz")) or float(decoder.card["control_rate_hz"])
-        if not 0 < rate <= 1000:
-            raise ConfigurationError(f"control_rate_hz: expected (0, 1000], got {rate}")
-        card_rate = float(decoder.card["control_rate_hz"])
-        if abs(rate - card_rate) > 1e-6:
-            self.get_logger().warning(
-                f"control_rate_hz {rate:g} differs from the model card's {card_rate:g}: actions are per-step "
-                "deltas, so the arm moves at a different speed than in training"
-            )
+        control_rate(float(self.param("control_rate_hz")), float(decoder.card["control_rate_hz"]))  # fail early
         safety = SafetyLayer(
             spec,
             SafetyConfig(
@@ -255,12 +310,12 @@ class PolicyNode(LifecycleNode):
         text = decoder.card["text_encoder"]
         embedder = InstructionEmbedder(text.get("embeddings", {}), int(text["dim"]), encoder,
                                        int(self.param("max_instruction_chars")))
-        self.converter = ImageConverter(height, width, bool(self.param("resize_images")))
+        self.converter = ImageConverter(*decoder.image_size, resize)
         self.decoder, self.spec, self.provider, self.provider_warning = decoder, spec, decoder.provider, warning
         self.controller = PolicyController(decoder, safety, embedder, decoder.proprio_dim)
         self.proprio = None if self.controller.proprio is None else proprio.ProprioAssembler(
             layout, self.controller.proprio, list(self.param("finger_joints")), float(self.param("finger_travel_m")))
-        self._period_s = 1.0 / rate
+        self._set_rate(float(self.param("control_rate_hz")))
         self._throttle_s = float(self.param("log_throttle_s"))
         self._prepare_messages(spec)
         self._create_entities()
@@ -571,7 +626,12 @@ def spin_until_stopped(executor: Any, flag: StopFlag) -> None:
 def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=sys.argv if argv is None else argv, signal_handler_options=SignalHandlerOptions.NO)
     flag = StopFlag()
-    node = PolicyNode()
+    try:
+        node = PolicyNode()
+    except param_types.ParameterTypeError as exc:  # one line naming the parameter, not a traceback
+        print(f"policy_node: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0

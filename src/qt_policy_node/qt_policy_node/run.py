@@ -62,8 +62,15 @@ def _import(module: str, what: str, package: str) -> Any:
         ) from exc
 
 
-def make_sim() -> Component:
-    node = _import("qt_sim.driver_node", "SimDriverNode", "qt_sim")()
+def make_sim(model: Path, use_sim_time: bool) -> Component:
+    """The sim driver fitted to the model's card (qt_policy_node.sim_fit); it publishes /clock for --use-sim-time."""
+    from rclpy.parameter import Parameter
+
+    from qt_policy_node.sim_fit import sim_parameters
+
+    overrides = {**sim_parameters(model), "publish_clock": use_sim_time}
+    node = _import("qt_sim.driver_node", "SimDriverNode", "qt_sim")(
+        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])
     return Component("sim_driver", node, lambda executor: node.shutdown())
 
 
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     from qt_policy_node.node import PolicyNode, StopFlag, bring_down, bring_up, spin_until_stopped
+    from qt_policy_node.param_types import ParameterTypeError
 
     rclpy.init(args=["qt_run", *ros_arguments(args, params_file)], signal_handler_options=SignalHandlerOptions.NO)
     flag = StopFlag()
@@ -132,14 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             if args.sim:
-                components.append(make_sim())
+                components.append(make_sim(model, args.use_sim_time))
             if args.record:
                 components.append(make_recorder())
         except SystemExit:
             raise
         except Exception as exc:  # a component that cannot start is reported, not a traceback
             raise SystemExit(f"qt run: a node failed to start: {exc}") from exc
-        policy = PolicyNode(parameter_overrides=[Parameter("model_path", Parameter.Type.STRING, str(model))])
+        try:
+            policy = PolicyNode(parameter_overrides=[Parameter("model_path", Parameter.Type.STRING, str(model))])
+        except ParameterTypeError as exc:
+            raise SystemExit(f"qt run: {exc}") from None
         for component in components:
             executor.add_node(component.node)
         executor.add_node(policy)

@@ -5,7 +5,8 @@
 
 Thin on purpose: behaviour lives in the nodes and in config/*.yaml. Without the ros2 CLI (a
 pip-only machine) start the same nodes with  python -m qt_sim.driver_node  and
-python -m qt_sim.expert_teleop  (docs/SIM.md).
+python -m qt_sim.expert_teleop  (docs/SIM.md). The driver's exit ends the launch (exit code 1
+when it failed).
 """
 
 from launch import LaunchDescription
@@ -14,11 +15,14 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+from qt_common.launch_required import shutdown_when_exits
 
 
 def generate_launch_description() -> LaunchDescription:
     config = FindPackageShare("qt_sim")
     namespace = LaunchConfiguration("namespace")
+    driver = Node(package="qt_sim", executable="sim_driver", name="sim_driver", namespace=namespace,
+                  output="screen", parameters=[LaunchConfiguration("driver_params")])
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="", description="namespace of every node and topic"),
         DeclareLaunchArgument("expert", default_value="false", choices=["true", "false"],
@@ -27,8 +31,8 @@ def generate_launch_description() -> LaunchDescription:
                               default_value=PathJoinSubstitution([config, "config", "sim_driver.yaml"])),
         DeclareLaunchArgument("expert_params", description="parameter YAML of the expert teleop",
                               default_value=PathJoinSubstitution([config, "config", "expert_teleop.yaml"])),
-        Node(package="qt_sim", executable="sim_driver", name="sim_driver", namespace=namespace,
-             output="screen", parameters=[LaunchConfiguration("driver_params")]),
+        driver,
+        shutdown_when_exits(driver, "there is no arm without the sim driver"),
         Node(package="qt_sim", executable="expert_teleop", name="expert_teleop", namespace=namespace,
              output="screen", parameters=[LaunchConfiguration("expert_params")],
              condition=IfCondition(LaunchConfiguration("expert"))),

@@ -23,6 +23,9 @@ import rclpy
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 
@@ -56,6 +59,7 @@ PARAMETERS: dict[str, Any] = {
     "tasks": "",  # comma-separated task ids; empty = all
     "instruction_split": "train",
     "auto_start": False,  # start a random episode at launch and after every end (demo mode)
+    "publish_clock": False,  # publish simulated time on /clock and stamp with it (use_sim_time for the others)
     "camera_frame_id": "camera_optical_frame",
     "base_frame_id": "base_link",
     "image_topic": "camera/image_raw",
@@ -101,6 +105,12 @@ class SimDriverNode(Node):
         self._objects_pub = self.create_publisher(PoseArray, p["object_poses_topic"], reliable(10))
         self._instruction_pub = self.create_publisher(String, p["instruction_topic"], reliable(1, latched=True))
         self._events_pub = self.create_publisher(EpisodeEventMsg, p["events_topic"], reliable(10, latched=True))
+        # Simulated time, advanced one control period per tick; it starts at 1 s because a zero
+        # stamp means "unstamped". /clock is absolute (never namespaced), best effort, depth 1, as
+        # rosbag2 and Gazebo publish it.
+        self._sim_ns = 1_000_000_000
+        self._clock_pub = (self.create_publisher(Clock, "/clock", QoSProfile(depth=1,
+                           reliability=ReliabilityPolicy.BEST_EFFORT)) if p["publish_clock"] else None)
 
         self._thread = threading.Thread(target=self._simulate, name="qt_sim", daemon=True)
         self._thread.start()
@@ -117,6 +127,7 @@ class SimDriverNode(Node):
             f"sim_driver ready: {self.config.width}x{self.config.height} camera, "
             f"{self.config.control_rate_hz:g} Hz, {self._driver.env.scene.control_period_s:g} s simulated per tick, "
             f"horizon {self.config.horizon}, {len(tasks)} tasks" + (", lockstep" if self.gate.enabled else "")
+            + (", publishing /clock" if self._clock_pub else "")
         )
 
     # ---- command callbacks (executor thread) ----------------------------------------------
@@ -187,7 +198,7 @@ class SimDriverNode(Node):
 
     def _start(self, task_id: str, seed: int, instruction: str) -> EpisodeReply:
         if self._driver.episode is None:  # commands stamped from now on belong to the new episode
-            self.gate.episode_started(self.get_clock().now().nanoseconds)
+            self.gate.episode_started(self._now().nanoseconds)
         reply = self._driver.start_episode(task_id, seed, instruction)
         if reply.accepted:
             self._episode_misses_at_start = self.gate.misses
@@ -251,7 +262,7 @@ class SimDriverNode(Node):
                     f"lockstep: no command for the last frame within {self.gate.timeout_s:g} s; ticking without "
                     f"it ({self.gate.misses} so far)", throttle_duration_sec=REJECT_LOG_PERIOD_S)
             output = self._driver.tick(time.monotonic())
-            stamp = self.get_clock().now()
+            stamp = self._advance_clock()
             self._publish_tick(output, stamp.to_msg())
             self.gate.frame_published(stamp.nanoseconds, time.monotonic(), self._driver.episode is not None)
             for event in output.events:
@@ -265,8 +276,19 @@ class SimDriverNode(Node):
             if next_tick < time.monotonic() - period:  # fell behind: skip, never burst
                 next_tick = time.monotonic()
 
+    def _now(self) -> Time:
+        """Stamp time: the simulated clock when publishing /clock, else the node's clock."""
+        return Time(nanoseconds=self._sim_ns) if self._clock_pub else self.get_clock().now()
+
+    def _advance_clock(self) -> Time:
+        """One tick of simulated time, published on /clock before the tick's messages carry it."""
+        if self._clock_pub is not None:
+            self._sim_ns += round(self._driver.env.scene.control_period_s * 1e9)
+            self._clock_pub.publish(Clock(clock=Time(nanoseconds=self._sim_ns).to_msg()))
+        return self._now()
+
     def _publish_event(self, event: EpisodeEvent) -> None:
-        instruction, msg = event_messages(event, self.get_clock().now().to_msg())
+        instruction, msg = event_messages(event, self._now().to_msg())
         if instruction is not None:
             self._instruction_pub.publish(instruction)
         self._events_pub.publish(msg)
