@@ -87,7 +87,7 @@ def test_actions_long_before_the_first_frame_are_refused(crafted, tmp_path: Path
         msgs.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns, action_msg(ns, np.zeros(5, np.float32))))
     msgs.sort(key=lambda m: m.log_ns)
     late = write_bag(tmp_path / "late", msgs, craft_episode().custom)
-    with pytest.raises(ValueError, match="actions begin 0.400 s before the first camera frame"):
+    with pytest.raises(ValueError, match=r"actions begin 0\.400 s before the first camera frame"):
         read_episode(late, _options((16, 12)))
     good, _ = crafted("good", steps=4)
     report = convert([good, late], tmp_path / "ds", _options((32, 24)), jobs=1, skip_bad=True, progress=False)

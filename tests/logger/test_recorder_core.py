@@ -255,7 +255,8 @@ def test_start_waits_until_every_required_topic_delivered(tmp_path: Path) -> Non
 
 
 def test_an_episode_the_recorder_did_not_see_is_not_recorded(tmp_path: Path) -> None:
-    """START and END before the camera ever delivered (the 0-image bag of the start-up race): no bag, a named failure."""
+    """START and END before the camera ever delivered (the 0-image bag of the start-up race): no bag,
+    a named failure; likewise a START whose topics stay silent past ready_timeout_s."""
     core, log = _recorder(tmp_path, required_topics=(CAMERA, ACTION), ready_timeout_s=0.0)
     base = time.time_ns()
     core.on_event(*_event(bf.EVENT_START, 0, base))

@@ -8,6 +8,7 @@ handlers that end a launch when a required node dies, and the sim fitted to the 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -73,7 +74,10 @@ def test_sim_fit_takes_the_card_image_size_and_its_cached_tasks(sim_model, tiny_
 
 @pytest.fixture(scope="module")
 def launch():
-    return pytest.importorskip("launch")
+    # launch_ros is the sentinel: the repository's own launch/ folder is an importable namespace
+    # package named "launch" when the repository root is on sys.path (a real launch wins over it).
+    pytest.importorskip("launch_ros")
+    return importlib.import_module("launch")
 
 
 def describe(launch, path: Path):

@@ -3,6 +3,7 @@ services and events, command timeout, and rejection of bad commands."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -184,6 +185,6 @@ def test_publish_clock_stamps_with_simulated_time(children, peer):
         return stamp.sec * 1_000_000_000 + stamp.nanosec
 
     ticks = [ns(c.clock) for c in clock]
-    assert {b - a for a, b in zip(ticks, ticks[1:], strict=False)} == {100_000_000}
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {100_000_000}
     assert ticks[0] < 1_000_000 * 1_000_000_000  # simulated seconds since start, not the wall clock
     assert {ns(i.header.stamp) for i in images} <= set(ticks)

@@ -2,13 +2,17 @@
 
 Lifecycle (``ros2 lifecycle set /policy_node configure|activate|deactivate|cleanup``):
 
-* **configure** loads ``policy.onnx`` + ``policy.json``, refuses a card whose action spec or
-  image size differs from the parameters (the error names the field and both values), picks
+* **configure** loads ``policy.onnx`` + ``policy.json``, refuses a card whose action spec differs
+  from the parameters, or whose image size differs from a camera size set explicitly without
+  ``resize_images`` (0: the card's size; the error names the field and both values), picks
   the execution provider (see providers.py) and logs which one runs; subscriptions, the reset
   service and /diagnostics start here, so instruction and images are already known on activate.
 * **activate** starts the control timer. Commands, status and the control timer exist only
   while active (lifecycle publishers), so an inactive node cannot move the arm.
 * **deactivate** publishes the stop command once, then stops the timer.
+
+``ros2 param set`` changes ``control_rate_hz`` at once; any other parameter is read at configure,
+so a configured node refuses the change with that reason instead of accepting it silently.
 
 The node itself only converts messages: decisions are made by PolicyController / SafetyLayer
 (plain Python, tested without DDS). All callbacks run in one mutually exclusive group, so the
