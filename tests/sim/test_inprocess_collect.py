@@ -119,3 +119,19 @@ def test_object_poses_are_stored_per_step(collected) -> None:
     assert ds.object_poses is not None and ds.object_poses.shape == (len(ds), len(local["objects"][0]))
     np.testing.assert_allclose(ds.object_poses[:], np.array([local["objects"][i] for i in range(len(ds))]),
                                atol=1e-6)
+
+
+def test_worker_processes_record_the_same_episodes(tmp_path: Path) -> None:
+    """--jobs 2 splits the plan over two simulators; every episode is what one process records."""
+    common = ["--episodes", "3", "--tasks", "pick/", "--seed", "7", "--image", "32", "--horizon", "30",
+              "--inprocess", "--dart-noise-std", "0.3"]
+    _qt("collect", *common, "--bags", tmp_path / "one", "--summary", tmp_path / "one.json")
+    _qt("collect", *common, "--jobs", "2", "--bags", tmp_path / "two", "--summary", tmp_path / "two.json")
+    import json
+
+    def episodes(name: str) -> list[tuple[str, int, str, int]]:
+        summary = json.loads((tmp_path / f"{name}.json").read_text())
+        return [(e["task_id"], e["seed"], e["outcome"], e["steps"]) for e in summary["episodes"]]
+
+    assert episodes("one") == episodes("two") and len(episodes("two")) == 3
+    assert len(list((tmp_path / "two").glob("*/metadata.yaml"))) == 3

@@ -148,6 +148,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--inprocess", action="store_true",
                         help="no nodes or DDS: driver, expert and recorder in this process (same bags, much faster)")
     parser.add_argument("--operator", default="", help="written into every bag (default: the expert's knobs)")
+    parser.add_argument("--jobs", "-j", type=int, default=1,
+                        help="--inprocess: worker processes, one simulator each (default 1)")
     parser.add_argument("--log-dir", type=Path, default=None, help="also write each node's output here")
     parser.add_argument("--summary", type=Path, default=None, help="write the run summary as JSON here")
     args = parser.parse_args(argv)
@@ -159,6 +161,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--horizon: expected >= 2 ticks, got {args.horizon}")
     if args.seed is not None and args.seed < 0:
         parser.error(f"--seed: expected >= 0, got {args.seed}")
+    if args.jobs < 1 or (args.jobs > 1 and not args.inprocess):
+        parser.error(f"--jobs: expected >= 1, and more than 1 only with --inprocess; got {args.jobs}")
     if args.inprocess and args.no_lockstep:
         parser.error("--no-lockstep: the in-process path always executes every action on the next tick")
     try:
@@ -219,18 +223,78 @@ def run(args: argparse.Namespace) -> CollectSummary:
 
 def _collect_inprocess(args: argparse.Namespace, bags: Path, plan: list[tuple[str, int]], operator: str,
                        summary: CollectSummary) -> None:
+    """One simulator per worker process (``--jobs``); the episodes are independent, so the bags are
+    the same whatever the number of workers. Progress lines come in completion order."""
     from qt_sim.driver import DriverConfig
-    from qt_sim.inprocess_collect import InprocessCollector
 
     config = DriverConfig(width=args.image[1], height=args.image[0], horizon=args.horizon,
                           control_rate_hz=args.rate_hz, sim_period_s=args.sim_period, tasks=tuple(args.task_ids))
-    with InprocessCollector(bags, args.knobs, config, operator) as collector:
-        for index, (task_id, episode_seed) in enumerate(plan):
+    jobs = max(1, min(args.jobs, len(plan)))
+    if jobs == 1:
+        for record in _inprocess_worker(bags, args.knobs, config, operator, plan):
+            summary.episodes.append(record)
+            _progress(len(summary.episodes), len(plan), summary)
+        return
+    import multiprocessing
+    from queue import Empty
+
+    context = multiprocessing.get_context("spawn")  # a fresh GL context per worker, nothing inherited
+    queue = context.Queue()
+    workers = [context.Process(target=_inprocess_worker_main, args=(bags, args.knobs, config, operator,
+                                                                    plan[i::jobs], queue), daemon=True)
+               for i in range(jobs)]
+    for worker in workers:
+        worker.start()
+    try:
+        finished = 0
+        while finished < jobs:
+            try:
+                item = queue.get(timeout=1.0)
+            except Empty:
+                dead = [w for w in workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"in-process collection worker died (exit code {dead[0].exitcode})") from None
+                continue
+            if isinstance(item, EpisodeRecord):
+                summary.episodes.append(item)
+                _progress(len(summary.episodes), len(plan), summary)
+            elif item is None:
+                finished += 1
+            else:
+                raise RuntimeError(f"in-process collection worker failed: {item}")
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: the worker discards its partial episode
+            worker.join(timeout=30)
+    summary.episodes.sort(key=lambda e: plan.index((e.task_id, e.seed)))
+
+
+def _inprocess_worker(bags: Path, knobs: ExpertKnobs, config: Any, operator: str, plan: list[tuple[str, int]]):
+    """Record ``plan`` in this process; yields one EpisodeRecord per episode."""
+    from qt_sim.inprocess_collect import InprocessCollector
+
+    with InprocessCollector(bags, knobs, config, operator) as collector:
+        for task_id, episode_seed in plan:
             began = time.monotonic()
             result = collector.episode(task_id, episode_seed)
-            summary.episodes.append(EpisodeRecord(result.episode_id, task_id, episode_seed, result.outcome,
-                                                  result.steps, time.monotonic() - began, result.bag))
-            _progress(index + 1, len(plan), summary)
+            yield EpisodeRecord(result.episode_id, task_id, episode_seed, result.outcome, result.steps,
+                                time.monotonic() - began, result.bag)
+
+
+def _inprocess_worker_main(bags: Path, knobs: ExpertKnobs, config: Any, operator: str,
+                           plan: list[tuple[str, int]], queue: Any) -> None:
+    """Worker process entry: records, reports each episode, then None (or the error text)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the collector discards a partial episode
+    try:
+        for record in _inprocess_worker(bags, knobs, config, operator, plan):
+            queue.put(record)
+    except Exception as exc:  # reported by the parent, which stops the run
+        queue.put(f"{type(exc).__name__}: {exc}")
+        return
+    queue.put(None)
 
 
 def _collect_ros(args: argparse.Namespace, bags: Path, plan: list[tuple[str, int]], operator: str,
