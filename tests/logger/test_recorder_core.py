@@ -254,6 +254,22 @@ def test_start_waits_until_every_required_topic_delivered(tmp_path: Path) -> Non
     assert load_metadata(bag)["custom_data"]["sequence_gaps"] == "2"  # frames missing at the start
 
 
+def test_a_waiting_start_keeps_everything_stamped_after_it(tmp_path: Path) -> None:
+    """While a START waits for a late topic, what the other topics deliver is kept whole, not only
+    the pre-roll ring's last preroll_s (the short soak lost its first 2 s of frames that way)."""
+    core, _ = _recorder(tmp_path, preroll_s=0.0, required_topics=(CAMERA, ACTION), control_rate_hz=10.0)
+    base = time.time_ns()
+    period = 100_000_000
+    core.on_event(*_event(bf.EVENT_START, 0, base))
+    for k in range(1, 4):
+        core.on_message(_action(base + k * period))  # the camera is late
+    assert not core.recording
+    core.on_message(_frame(base + 4 * period))
+    core.on_event(*_event(bf.EVENT_END, 1, base + 5 * period))
+    _finish(core)
+    assert _stamps(tmp_path / "bags" / "ep", ACTION) == [base + k * period for k in range(1, 4)]
+
+
 def test_an_episode_the_recorder_did_not_see_is_not_recorded(tmp_path: Path) -> None:
     """START and END before the camera ever delivered (the 0-image bag of the start-up race): no bag,
     a named failure; likewise a START whose topics stay silent past ready_timeout_s."""

@@ -188,6 +188,9 @@ class EpisodeRecorder:
         self._store = bf.episode_typestore()
         self._heard: set[str] = set()  # topics that delivered a message since start-up
         self._waiting: tuple[dict[str, Any], float] | None = None  # a START held until every required topic is heard
+        # Messages stamped after a waiting START, kept whole (the pre-roll ring keeps only
+        # preroll_s), so an episode that waited for a late topic still starts at its START.
+        self._pending: list[Incoming] = []
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -223,6 +226,8 @@ class EpisodeRecorder:
             request, _ = self._waiting
             self._waiting = None
             self.start_episode(**request)  # before remembering msg: it is handled below, once
+        elif self._waiting is not None and msg.stamp_ns is not None and msg.stamp_ns >= self._waiting[0]["stamp_ns"]:
+            self._pending.append(msg)
         self._remember(msg)
         episode = self._episode
         if episode is not None and self._in_window(episode, msg):
@@ -366,7 +371,10 @@ class EpisodeRecorder:
         if self._latest_instruction is not None:
             self._write(episode, self._latest_instruction, log_time_ns=max(now, event.recv_ns))
         self._held.clear()
-        self._held.extend(m for m in self._ring if m.stamp_ns is not None and m.stamp_ns >= start)
+        pending, self._pending = {id(m): m for m in self._pending}, []
+        kept = [*pending.values(), *(m for m in self._ring if id(m) not in pending)]
+        self._held.extend(sorted((m for m in kept if m.stamp_ns is not None and m.stamp_ns >= start),
+                                 key=lambda m: m.recv_ns))
         self.last_error = ""
         self.log.info(f"EPISODE_STARTED id={episode_id} reason={reason} path={path} instruction={instruction!r}")
         return Reply(True, episode_id, instruction, f"recording into {path}")
@@ -385,6 +393,7 @@ class EpisodeRecorder:
         assert self._waiting is not None
         episode_id = self._waiting[0]["episode_id"]
         self._waiting = None
+        self._pending = []
         self.last_error = f"episode {episode_id} not recorded: {why}; missing topics {self.missing_topics}"
         self.log.error(f"EPISODE_NOT_RECORDED id={episode_id} reason={why} missing={self.missing_topics}")
         return Reply(False, episode_id, message=self.last_error)

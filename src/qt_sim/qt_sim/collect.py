@@ -326,7 +326,10 @@ def _collect_ros(args: argparse.Namespace, bags: Path, plan: list[tuple[str, int
                 recorder.wait_for(rf"PUBLISHERS \S*/{topic} matched=1", STARTUP_TIMEOUT_S,
                                   f"recorder matched the publisher of {topic}")
             controller.warm_up(*plan[0], timeout=30.0)
-            recorder.wait_for(r"EPISODE_DISCARDED", WRITE_TIMEOUT_S, "the recorder dropping the warm-up episode")
+            # Discarded, or never started because the expert's first action reached the recorder after
+            # the warm-up's END (the recorder records only once every required topic delivered).
+            recorder.wait_for(r"EPISODE_(DISCARDED|NOT_RECORDED)", WRITE_TIMEOUT_S,
+                              "the recorder dropping the warm-up episode")
             for index, (task_id, episode_seed) in enumerate(plan):
                 summary.episodes.append(_one_episode(controller, sim, recorder, task_id, episode_seed, args))
                 _progress(index + 1, len(plan), summary)
