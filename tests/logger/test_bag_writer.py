@@ -118,3 +118,30 @@ def test_files_decode_with_the_independent_mcap_reader(tmp_path: Path) -> None:
         reader = make_reader(handle, decoder_factories=[DecoderFactory()])
         decoded = [(ch.topic, msg.log_time, ros.data) for _, ch, msg, ros in reader.iter_decoded_messages()]
     assert decoded == [("/a", 10 + i, f"hello {i}") for i in range(5)]
+
+
+def test_writer_thread_flushes_an_open_bag_whose_topics_went_quiet(tmp_path: Path) -> None:
+    """The last messages before a silence reach the disk within about the flush interval, without
+    waiting for the next write (a SIGKILL during the silence must not lose them)."""
+    import time as _time
+
+    from helpers.episode_bags import craft_episode
+    from qt_data_logger.bag_io import BagIO
+
+    episode = craft_episode(steps=3, episode_id="quiet")
+    store = bf.episode_typestore()
+    specs = [bf.TopicSpec.make(t, ty, store) for t, ty in {m.topic: m.msgtype for m in episode.messages}.items()]
+    writer = EpisodeBagWriter(tmp_path / "quiet", specs, "quiet", fsync=False, flush_interval_s=0.2)
+    writer.open()
+    io = BagIO(10**8)
+    io.adopt(writer)
+    for m in episode.messages[:4]:
+        io.write(writer, m.topic, m.log_ns, bytes(store.serialize_cdr(m.msg, m.msgtype)))
+    deadline = _time.monotonic() + 5.0
+    while _time.monotonic() < deadline and not any(f.stat().st_size > 0 for f in (tmp_path / "quiet").rglob("*.mcap")):
+        _time.sleep(0.05)
+    try:
+        assert any(f.stat().st_size > 0 for f in (tmp_path / "quiet").rglob("*.mcap")), "nothing reached the disk"
+    finally:
+        io.discard(writer)
+        io.close()

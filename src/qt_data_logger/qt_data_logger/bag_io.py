@@ -42,6 +42,7 @@ class BagIO:
         self._lock = threading.Lock()
         self._results: queue.Queue[WriteResult] = queue.Queue()
         self._failed: set[str] = set()  # episode ids whose writer raised
+        self._open: dict[str, EpisodeBagWriter] = {}  # adopted, not yet finalised or discarded
         self._thread = threading.Thread(target=self._run, name="bag-writer", daemon=True)
         self._thread.start()
 
@@ -90,7 +91,11 @@ class BagIO:
 
     def _run(self) -> None:
         while True:
-            command = self._queue.get()
+            try:
+                command = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                self._flush_idle()
+                continue
             kind = command[0]
             if kind == "stop":
                 return
@@ -106,12 +111,26 @@ class BagIO:
                     self._fail(writer, exc)
             elif kind == "adopt":
                 self._failed.discard(command[1].episode_id)
+                self._open[command[1].episode_id] = command[1]
             elif kind == "finalize":
+                self._open.pop(command[1].episode_id, None)
                 self._finalize(command[1], command[2])
             elif kind == "discard":
                 writer = command[1]
+                self._open.pop(writer.episode_id, None)
                 writer.discard()
                 self._results.put(WriteResult(writer.episode_id, writer.path, ok=True, discarded=True))
+
+    def _flush_idle(self) -> None:
+        """No message for a while: still put what is held in memory on disk every flush interval,
+        so a SIGKILL loses at most about that much of an episode even when its topics went quiet."""
+        for writer in list(self._open.values()):
+            if writer.episode_id in self._failed or not writer.flush_due():
+                continue
+            try:
+                writer.flush()
+            except Exception as exc:
+                self._fail(writer, exc)
 
     def _finalize(self, writer: EpisodeBagWriter, custom_data: dict[str, str]) -> None:
         if writer.episode_id in self._failed:
