@@ -3,6 +3,7 @@
     . ./env.sh && python bench/policy_latency.py                   # 10, 30, 100 Hz, 60 s each
     python bench/policy_latency.py --seconds 20 --rates 30          # quicker
     python bench/policy_latency.py --model models/mine              # a specific artefact
+    python bench/policy_latency.py --seconds 20 --rates 30 --modes timer,frame   # both control modes
 
 For each control rate the policy node runs as its own process (``python -m
 qt_policy_node.node``, autostart, rate set by parameter) and this process plays the camera at
@@ -17,12 +18,18 @@ and DDS delivery both ways. PolicyStatus splits it: ``tick wait`` is the frame's
 tick started, ``tick->cmd`` the time from the tick to the command's arrival here (decode,
 safety layer, publish, delivery), ``inference`` the ONNX Runtime time alone.
 
+``--modes``: the node's ``control_mode`` parameter, one run per mode and rate. ``frame`` decides
+when a frame arrives (rate-limited to the control rate), which removes the tick wait; the
+camera at 1 % below the control rate never hits that rate limit.
+
 Deadline misses: control periods in which no command arrived (gaps between consecutive commands
 longer than 1.5 periods, counted in periods), and the node's own count of ticks that started
 late or ran longer than one period (/diagnostics).
 
 Model: ``--model``, else models/default when it exists, else an untrained model of the default
 ("small") architecture exported to a temporary directory (same graph and cost as a trained one).
+For a model with proprioception the camera thread also publishes a fixed ``ee_pose`` and
+``joint_states`` stamped like each frame, so the node's stale-proprio hold never fires.
 """
 
 from __future__ import annotations
@@ -77,11 +84,12 @@ def pick_model(arg: str | None, scratch: Path) -> tuple[Path, str]:
 class Camera(threading.Thread):
     """Publishes frames at a fixed rate from its own thread, remembering each publish time."""
 
-    def __init__(self, publisher, height: int, width: int, rate_hz: float, seconds: float) -> None:
+    def __init__(self, publisher, height: int, width: int, rate_hz: float, seconds: float, arm=None) -> None:
         super().__init__(daemon=True)
         from sensor_msgs.msg import Image
 
         self.publisher, self.period, self.seconds = publisher, 1.0 / rate_hz, seconds
+        self.arm = arm  # (pose publisher, joint_states publisher): models with proprio need both
         rng = np.random.default_rng(0)
         self.frames = []
         for _ in range(8):  # a few different images, so the model sees changing input
@@ -102,10 +110,25 @@ class Camera(threading.Thread):
             stamp_ns = int(now * 1e9)
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
             self.published[stamp_ns] = now
+            if self.arm is not None:
+                self._publish_arm(msg.header.stamp)
             self.publisher.publish(msg)
             i += 1
             next_time += self.period
             time.sleep(max(0.0, next_time - time.monotonic()))
+
+    def _publish_arm(self, stamp) -> None:
+        """A fixed arm state stamped like the frame, so proprio is never stale."""
+        from geometry_msgs.msg import PoseStamped
+        from sensor_msgs.msg import JointState
+
+        pose = PoseStamped()
+        pose.header.stamp = stamp
+        pose.pose.position.z, pose.pose.orientation.w = 0.2, 1.0
+        joints = JointState(name=["finger_left", "finger_right"], position=[0.02, 0.02])
+        joints.header.stamp = stamp
+        self.arm[0].publish(pose)
+        self.arm[1].publish(joints)
 
 
 def percentiles(values: list[float]) -> tuple[float, float, float]:
@@ -115,7 +138,7 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return float(np.percentile(array, 50)), float(np.percentile(array, 99)), float(array.max())
 
 
-def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: float) -> dict:
+def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: float, mode: str = "timer") -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from helpers.processes import ChildProcess
@@ -134,6 +157,7 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
         "-p", f"model_path:={model}", "-p", "autostart:=true", "-p", f"control_rate_hz:={float(rate)}",
         "-p", f"image_height:={height}", "-p", f"image_width:={width}", "-p", "use_text_encoder:=false",
         "-p", f"image_timeout_s:={max(0.5, 5.0 / rate)}", "-p", "diagnostics_period_s:=0.5",
+        "-p", f"control_mode:={mode}",
     ])
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
@@ -146,6 +170,13 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
     instruction_pub = node.create_publisher(
         String, "instruction",
         QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    arm = None
+    if int(card.get("proprio_dim", 0)) > 0:
+        from geometry_msgs.msg import PoseStamped
+        from sensor_msgs.msg import JointState
+
+        arm = (node.create_publisher(PoseStamped, "ee_pose", reliable),
+               node.create_publisher(JointState, "joint_states", reliable))
     commands: list[tuple[float, int]] = []  # (arrival wall time, observation stamp ns)
     statuses: list[tuple[float, float, float]] = []  # (tick time s, tick wait ms, inference ms), decoding ticks
     diagnostics: dict[str, str] = {}
@@ -164,7 +195,7 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
                 raise RuntimeError("policy node did not match the camera within 30 s")
             executor.spin_once(timeout_sec=0.05)
         instruction_pub.publish(String(data=instruction))
-        camera = Camera(image_pub, height, width, rate * camera_ratio, WARMUP_S + seconds)
+        camera = Camera(image_pub, height, width, rate * camera_ratio, WARMUP_S + seconds, arm)
         camera.start()
         measure_from = time.time() + WARMUP_S
         while camera.is_alive():
@@ -198,6 +229,7 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
         if nearest in first_command:
             tick_to_command.append((first_command[nearest] - tick) * 1e3)
     return {
+        "mode": mode,
         "rate": rate,
         "frames": len(frames),
         "acted": len(latencies),
@@ -220,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="10,30,100", help="control rates in Hz, comma-separated")
     parser.add_argument("--model", default=None, help="policy directory; default models/default or untrained")
     parser.add_argument("--camera-ratio", type=float, default=0.99, help="camera rate / control rate (0.99)")
+    parser.add_argument("--modes", default="timer", help="policy node control_mode(s), comma-separated: timer, frame")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -230,13 +263,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{card['image']['width']}; {args.seconds:g} s per rate after {WARMUP_S:g} s warm-up; "
               f"{os.cpu_count()} CPUs", flush=True)
         results = []
-        for rate in (float(r) for r in args.rates.split(",")):
-            result = measure(model, card, rate, args.seconds, args.camera_ratio)
+        for rate, mode in ((float(r), m) for r in args.rates.split(",") for m in args.modes.split(",")):
+            result = measure(model, card, rate, args.seconds, args.camera_ratio, mode)
             results.append(result)
             lat, wait, inf = result["latency_ms"], result["tick_wait_ms"], result["inference_ms"]
             proc = result["tick_to_command_ms"]
             print(
-                f"{rate:5.0f} Hz  frames {result['frames']:6d}  acted on {result['acted']:6d}  "
+                f"{rate:5.0f} Hz {mode:5s}  frames {result['frames']:6d}  acted on {result['acted']:6d}  "
                 f"latency p50 {lat[0]:6.2f}  p99 {lat[1]:6.2f}  max {lat[2]:7.2f} ms  |  "
                 f"tick wait p50 {wait[0]:5.2f}  tick->cmd p50 {proc[0]:5.2f} p99 {proc[1]:5.2f} max {proc[2]:6.2f}  "
                 f"inference p50 {inf[0]:5.2f} p99 {inf[1]:5.2f} ms  |  "

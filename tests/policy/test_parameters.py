@@ -9,46 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from helpers.processes import REPO_ROOT
 from rclpy.parameter import Parameter
 
-CONFIG_FILE = REPO_ROOT / "src" / "qt_policy_node" / "config" / "run.yaml"
 SHIPPED_MODEL = REPO_ROOT / "models" / "default"
-
-
-@pytest.fixture
-def make_node() -> Iterator:
-    """``make_node(model, *ros_args)``: a PolicyNode loading run.yaml plus ``-p`` arguments."""
-    import rclpy
-    from qt_policy_node.node import PolicyNode
-    from rclpy.signals import SignalHandlerOptions
-
-    made = []
-
-    def make(model: Path, *params: str):
-        context = rclpy.Context()
-        args = ["--ros-args", "--params-file", str(CONFIG_FILE), "-p", f"model_path:={model}",
-                "-p", "use_text_encoder:=false"]
-        for param in params:
-            args += ["-p", param]
-        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
-        made.append((context, None))
-        node = PolicyNode(context=context, namespace="params_check")
-        made[-1] = (context, node)
-        return node
-
-    yield make
-    from qt_policy_node.node import bring_down
-
-    for context, node in made:
-        if node is not None:
-            bring_down(node)
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
 
 
 def _configured(node) -> bool:

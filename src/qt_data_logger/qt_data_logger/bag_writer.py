@@ -16,7 +16,8 @@ So a bag is either finalised (metadata.yaml, no marker) or visibly unfinished (m
 rosbags keeps the open part's current MCAP chunk in memory until it reaches 1 MB, so a short
 episode killed with ``kill -9`` used to leave a 0-byte file. :meth:`EpisodeBagWriter.write`
 therefore ends the chunk and hands it to the OS at least every ``flush_interval_s`` (checked on
-each write, and by the recorder's writer thread while no message comes: qt_data_logger.bag_io): a SIGKILL loses at most that much of the episode, and ``qt bags repair`` recovers
+each write, and by the recorder's writer thread while no message comes: qt_data_logger.bag_io):
+a SIGKILL loses at most that much of the episode, and ``qt bags repair`` recovers
 the rest (page cache survives a killed process; ``fsync`` at part close covers power loss).
 """
 

@@ -180,6 +180,11 @@ class PolicyDecoder:
         return len(self.card["action_spec"]["dimensions"])
 
     @property
+    def precision(self) -> str:
+        """"fp32" or "int8" (``qt export --quantize int8``); cards written before the field are fp32."""
+        return str(self.card.get("precision", "fp32"))
+
+    @property
     def dim_names(self) -> list[str]:
         return [d["name"] for d in self.card["action_spec"]["dimensions"]]
 

@@ -51,7 +51,7 @@ from std_srvs.srv import Trigger
 from qt_msgs.msg import ArmAction, PolicyStatus
 from qt_policy_node import param_types, proprio, providers
 from qt_policy_node import params as P
-from qt_policy_node.controller import PolicyController, TickResult
+from qt_policy_node.controller import CONTROL_MODES, FrameTrigger, PolicyController, TickResult
 from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.images import BadImage, ImageConverter
 from qt_policy_node.instructions import InstructionEmbedder
@@ -148,6 +148,7 @@ class PolicyNode(LifecycleNode):
         self._ticks = 0
         self._deadline_misses = 0
         self._last_tick_start = 0.0
+        self._frame_trigger: FrameTrigger | None = None  # control_mode frame
         self._latency_ms = np.zeros(256)
         self._latency_n = 0
         self._exact_stamps: dict[float, tuple[int, int]] = {}  # float stamp -> header stamp of recent frames
@@ -226,11 +227,13 @@ class PolicyNode(LifecycleNode):
         self.controller.safety.restart()
         self._ticks = self._deadline_misses = 0
         self._last_tick_start = 0.0
-        self._control_timer = self.create_timer(self._period_s, self._guarded(self._on_tick),
+        mode = str(self.param("control_mode"))
+        self._frame_trigger = FrameTrigger() if mode == "frame" else None
+        self._control_timer = self.create_timer(self._period_s, self._guarded(self._on_timer),
                                                 callback_group=self._group)
         self.state_label = "active"
         self.get_logger().info(
-            f"active: {1.0 / self._period_s:g} Hz on {self.provider} "
+            f"active: {1.0 / self._period_s:g} Hz ({mode}-triggered) on {self.provider} "
             f"(model {self.decoder.card['model_id']})"
         )
         return super().on_activate(state)
@@ -296,6 +299,8 @@ class PolicyNode(LifecycleNode):
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         control_rate(float(self.param("control_rate_hz")), float(decoder.card["control_rate_hz"]))  # fail early
+        if (mode := self.param("control_mode")) not in CONTROL_MODES:
+            raise ConfigurationError(f"control_mode: expected one of {CONTROL_MODES}, got {mode!r}")
         safety = SafetyLayer(
             spec,
             SafetyConfig(
@@ -324,8 +329,8 @@ class PolicyNode(LifecycleNode):
         self._prepare_messages(spec)
         self._create_entities()
         log = self.get_logger()
-        log.info(f"model {decoder.card['model_id']} from {model_dir} ({decoder.card['algorithm']}); proprio: "
-                 f"{layout}")
+        log.info(f"model {decoder.card['model_id']} from {model_dir} ({decoder.card['algorithm']}, "
+                 f"{decoder.precision}); proprio: {layout}")
         log.info(f"execution provider: {decoder.provider} (requested {requested})")
         if warning:
             log.warning(warning)
@@ -421,6 +426,10 @@ class PolicyNode(LifecycleNode):
             if len(self._exact_stamps) > EXACT_STAMPS_KEPT:
                 del self._exact_stamps[next(iter(self._exact_stamps))]
         self.controller.set_image(image, stamp, owner=msg, received_s=received)
+        trigger = self._frame_trigger
+        if trigger is not None and self._control_timer is not None and trigger.on_frame(time.perf_counter(),
+                                                                                         self._period_s):
+            self._on_tick()
 
     def _on_image(self, msg: Image) -> None:
         self._take_image(msg, compressed=False)
@@ -483,9 +492,17 @@ class PolicyNode(LifecycleNode):
 
     # ---- control tick ------------------------------------------------------------------------------
 
+    def _on_timer(self) -> None:
+        """Timer mode: every tick. Frame mode: only while frames have stopped (holds, zero command)."""
+        trigger = self._frame_trigger
+        if trigger is None or trigger.on_timer(time.perf_counter(), self._period_s):
+            self._on_tick()
+
     def _on_tick(self) -> None:
         assert self.controller is not None
         started = time.perf_counter()
+        if self._frame_trigger is not None:
+            self._frame_trigger.ticked(started, self._period_s)
         if self._last_tick_start and started - self._last_tick_start > 1.5 * self._period_s:
             self._deadline_misses += 1
         self._last_tick_start = started
@@ -557,6 +574,7 @@ class PolicyNode(LifecycleNode):
             recent = self._latency_ms[:count]
             values.update({
                 "model_id": self.decoder.card["model_id"],
+                "precision": self.decoder.precision,
                 "control_rate_hz": f"{1.0 / self._period_s:g}",
                 "instruction": embedder.shown,
                 "instruction_state": embedder.state,

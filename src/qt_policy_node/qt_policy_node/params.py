@@ -30,6 +30,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "intra_op_threads": (1, "ONNX Runtime intra-op threads for the decode"),
     "control_rate_hz": (0.0, "decisions per second; 0: the model card's control_rate_hz (applies at once, also "
                         "to a configured node)"),
+    "control_mode": (
+        "timer",
+        "timer: decide on each control tick, on the newest frame; frame: decide as soon as a new frame arrives, "
+        "at most control_rate_hz, the timer ticking only when frames stop (docs/POLICY_NODE.md, control modes)",
+    ),
     "image_height": (0, "camera image height; 0: the model card's. Another size than the card's needs resize_images"),
     "image_width": (0, "camera image width; 0: the model card's. Another size than the card's needs resize_images"),
     "resize_images": (False, "resize camera frames to the model card's image size instead of rejecting other sizes"),

@@ -8,6 +8,8 @@ in the loop on the robot. Bins become physical values by a lookup table built fr
 
 After writing, the export runs the ONNX graph on random inputs and refuses to finish if its
 bins differ from the PyTorch decoder's (a broken artefact never reaches the robot).
+``--quantize int8`` then quantizes that verified graph (qt_trainer.quantize) into its own model
+directory; its card says ``precision: "int8"`` and how often its bins match fp32.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from qt_common.action_spec import ActionSpec
+from qt_common.dataset import Dataset
 from qt_common.proprio import layout_for_dim
 from torch import Tensor, nn
 
@@ -32,6 +36,16 @@ from qt_trainer.checkpoint import load_checkpoint
 from qt_trainer.config import ModelConfig
 from qt_trainer.model import QTransformer
 from qt_trainer.onnx_util import OPSET, onnx_export
+from qt_trainer.quantize import (
+    DEFAULT_CALIBRATION_FRAMES,
+    METHOD,
+    QUANTIZED_OPS,
+    bin_agreement,
+    dataset_feeds,
+    decode_bins,
+    quantize_int8,
+    split_frames,
+)
 from qt_trainer.train import BEST_NAME, CHECKPOINT_NAME
 
 CARD_FORMAT = "qt-policy"
@@ -131,9 +145,9 @@ def verify_onnx(model: QTransformer, spec: ActionSpec, path: Path, samples: int 
 
 def build_card(model: QTransformer, spec: ActionSpec, *, model_id: str, embeddings: dict[str, list[float]],
                text_encoder_id: str, control_rate_hz: float, training: dict[str, Any],
-               proprio_layout: str = "") -> dict[str, Any]:
+               proprio_layout: str = "", quantization: dict[str, Any] | None = None) -> dict[str, Any]:
     cfg = model.cfg
-    return {
+    card = {
         "format": CARD_FORMAT,
         "schema_version": CARD_SCHEMA_VERSION,
         "model_id": model_id,
@@ -153,13 +167,24 @@ def build_card(model: QTransformer, spec: ActionSpec, *, model_id: str, embeddin
         "model": cfg.to_dict(),
         "training": training,
         "evaluation": {},
+        # The node reports it; "int8" graphs carry how they were calibrated and how often their
+        # bins match the fp32 graph of the same weights (qt_trainer.quantize).
+        "precision": "int8" if quantization else "fp32",
     }
+    if quantization:
+        card["quantization"] = quantization
+    return card
 
 
 def export_policy(model: QTransformer, spec: ActionSpec, out_dir: Path, *, name: str,
                   embeddings: dict[str, list[float]], text_encoder_id: str, control_rate_hz: float = 10.0,
-                  training: dict[str, Any] | None = None, verify: bool = True, proprio_layout: str = "") -> Path:
-    """Write policy.onnx + policy.json into ``out_dir``; returns the directory."""
+                  training: dict[str, Any] | None = None, verify: bool = True, proprio_layout: str = "",
+                  int8: Int8Frames | None = None) -> Path:
+    """Write policy.onnx + policy.json into ``out_dir``; returns the directory.
+
+    ``int8``: quantize the (verified) fp32 graph with these calibration frames and ship only the
+    INT8 graph; the fp32 graph is an intermediate file, removed afterwards.
+    """
     if model.cfg.obs_mode != "image":
         raise ValueError(f"obs_mode {model.cfg.obs_mode!r}: only image models run in the policy node; evaluate "
                          "state-mode models in process (qt train --eval-every, bench/learning_ladder.py)")
@@ -170,17 +195,60 @@ def export_policy(model: QTransformer, spec: ActionSpec, out_dir: Path, *, name:
             raise ValueError(f"embeddings[{text!r}]: expected {model.cfg.embed_dim} values, got {len(vector)}")
     model = model.eval()
     onnx_path = out_dir / "policy.onnx"
-    write_onnx(model, spec, onnx_path)
+    fp32_path = onnx_path if int8 is None else out_dir / "policy.fp32.onnx.tmp"
+    write_onnx(model, spec, fp32_path)
     if verify:
-        verify_onnx(model, spec, onnx_path)
+        verify_onnx(model, spec, fp32_path)
+    quantization = None
+    if int8 is not None:
+        try:
+            quantization = _quantize(fp32_path, onnx_path, int8)
+        finally:
+            fp32_path.unlink(missing_ok=True)
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()[:8]
     card = build_card(model, spec, model_id=f"{name}-{digest}", embeddings=embeddings,
                       text_encoder_id=text_encoder_id, control_rate_hz=control_rate_hz, training=training or {},
-                      proprio_layout=proprio_layout)
+                      proprio_layout=proprio_layout, quantization=quantization)
     tmp = out_dir / "policy.json.tmp"
     tmp.write_text(json.dumps(card, indent=1))
     os.replace(tmp, out_dir / "policy.json")
     return out_dir
+
+
+@dataclass
+class Int8Frames:
+    """Dataset frames for INT8 export: ``calibration`` sets the activation ranges, ``check``
+    (disjoint frames) measures bin agreement with fp32; ``source`` says where they came from."""
+
+    calibration: dict[str, np.ndarray]
+    check: dict[str, np.ndarray]
+    source: dict[str, Any]
+
+
+def _quantize(fp32_path: Path, out_path: Path, frames: Int8Frames) -> dict[str, Any]:
+    quantize_int8(fp32_path, out_path, frames.calibration)
+    agreement = bin_agreement(decode_bins(fp32_path, frames.check), decode_bins(out_path, frames.check))
+    return {"method": METHOD, "quantized_ops": list(QUANTIZED_OPS),
+            "calibration_frames": len(frames.calibration["image"]), **frames.source,
+            "bin_agreement_vs_fp32": {"frames": len(frames.check["image"]), **agreement}}
+
+
+def int8_frames(state: dict[str, Any], cfg: ModelConfig, calibration_frames: int, check_frames: int = 500
+                ) -> Int8Frames:
+    """Calibration and check frames from the checkpoint's training dataset (``data_path``),
+    refused when that directory no longer holds the data the checkpoint was trained on."""
+    path = state.get("data_path")
+    if not path or not Path(path).is_dir():
+        raise ValueError(f"--quantize int8 calibrates on the training data; checkpoint's data_path {path!r} is "
+                         "not a directory")
+    dataset = Dataset(path)
+    if state.get("data_digest") and dataset.digest() != state["data_digest"]:
+        raise ValueError(f"{path}: dataset digest {dataset.digest()} differs from the checkpoint's "
+                         f"{state['data_digest']} (the data changed since training)")
+    instructions, embeddings = list(state["instructions"]), np.asarray(state["embeddings"], np.float32)
+    calibration, check = (dataset_feeds(dataset, instructions, embeddings, idx, proprio_dim=cfg.proprio_dim)
+                          for idx in split_frames(len(dataset), calibration_frames, check_frames))
+    return Int8Frames(calibration, check, {"data_path": str(path), "data_digest": dataset.digest()})
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> tuple[QTransformer, ActionSpec]:
@@ -203,11 +271,13 @@ def resolve_checkpoint(checkpoint: Path, which: str = "auto") -> Path:
 
 def export_checkpoint(checkpoint: Path, out_dir: Path, *, name: str | None = None,
                       control_rate_hz: float | None = None, which: str = "auto",
-                      extra_instructions: tuple[str, ...] = (), with_text_encoder: bool = True) -> Path:
+                      extra_instructions: tuple[str, ...] = (), with_text_encoder: bool = True,
+                      quantize: str = "none", calibration_frames: int = DEFAULT_CALIBRATION_FRAMES) -> Path:
     """Checkpoint (file or run directory) -> policy artefact; optionally the ONNX text encoder too.
 
     ``control_rate_hz`` None: the rate recorded in the training data, else 10 Hz. ``which``: see
-    :func:`resolve_checkpoint`; the card says which checkpoint and step it holds.
+    :func:`resolve_checkpoint`; the card says which checkpoint and step it holds. ``quantize``
+    "int8": ship the statically quantized graph, calibrated on the training dataset.
     """
     path = resolve_checkpoint(Path(checkpoint), which)
     state = load_checkpoint(path)
@@ -231,9 +301,10 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, *, name: str | None = Non
         "eval_during_training": {"best": state.get("best"), "history": state.get("eval_history") or []},
     }
     rate = control_rate_hz or state.get("control_rate_hz") or DEFAULT_CONTROL_RATE_HZ
+    frames = int8_frames(state, model.cfg, calibration_frames) if quantize == "int8" else None
     export_policy(model, spec, out_dir, name=name or out_dir.name, embeddings=embeddings,
                   text_encoder_id=state.get("text_encoder_id", ""), control_rate_hz=rate,
-                  training=training, proprio_layout=state.get("proprio_layout", ""))
+                  training=training, proprio_layout=state.get("proprio_layout", ""), int8=frames)
     if with_text_encoder:
         from qt_trainer.text import export_text_encoder
 
@@ -255,13 +326,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="also cache this instruction's embedding in the card (repeatable)")
     parser.add_argument("--no-text-encoder", action="store_true",
                         help="skip exporting the ONNX sentence encoder to the cache (~90 MB, outside git)")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="int8: static INT8 graph calibrated on the checkpoint's training dataset "
+                        "(give it its own --name; docs/TRAINER.md, INT8)")
+    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES,
+                        help="dataset frames that set the INT8 activation ranges")
     args = parser.parse_args(argv)
     started = time.time()
     try:
         out = export_checkpoint(args.checkpoint, args.models_dir / args.name, name=args.name,
                                 control_rate_hz=args.control_rate_hz, which=args.checkpoint_choice,
                                 extra_instructions=tuple(args.instruction),
-                                with_text_encoder=not args.no_text_encoder)
+                                with_text_encoder=not args.no_text_encoder, quantize=args.quantize,
+                                calibration_frames=args.calibration_frames)
     except (ValueError, RuntimeError) as exc:
         print(f"qt export: {exc}", file=sys.stderr)
         return 1
