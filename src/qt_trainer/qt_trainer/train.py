@@ -146,11 +146,11 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=(0.9, 0.99))
+        self.wall_time_s = 0.0  # read by the LR lambda, which LambdaLR calls at construction
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: _lr_factor(s, self.config, self._time_progress()))
         self.amp = bool(config.amp and use_cuda)
         self.step = 0
-        self.wall_time_s = 0.0
         self.command = command
         self.eval_history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None  # {"step", "success_rate", ...} of best.pt
@@ -193,7 +193,7 @@ class Trainer:
 
     def _time_progress(self) -> float:
         budget = self.config.time_budget_s
-        return getattr(self, "wall_time_s", 0.0) / budget if budget > 0 else 0.0
+        return self.wall_time_s / budget if budget > 0 else 0.0
 
     # ---- state ---------------------------------------------------------------------------
 
