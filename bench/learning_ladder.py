@@ -3,19 +3,26 @@
     python bench/learning_ladder.py                         # R1, R2, R3 into runs/ladder/
     python bench/learning_ladder.py --rungs R1 --work /tmp/ladder
     python bench/learning_ladder.py --rungs R2 --budget-min R2=20
+    python bench/learning_ladder.py --rungs R4              # BC vs Q-T and its ablations, 2 seeds
+    python bench/learning_ladder.py --rungs R4 --learners bc,qt
 
-Every rung goes the way a robot's data goes: ``qt collect --inprocess`` (scripted expert with
-DART noise injection, clean labels, written as episode bags by the recorder's own code) ->
-``qt convert`` -> ``qt train`` (1 torch thread, a wall-clock budget, success checks on
-validation layouts every few thousand steps keeping best.pt) -> for image models ``qt export``
-+ ``qt eval --mode inprocess`` (the policy node's own decision path, safety layer included);
-state-mode models are evaluated in process by the trainer's evaluator (they do not run in the
-node). Final success is measured on held-out test layouts (seeds from 100000), never on the
-validation layouts (from 200000) that chose the checkpoint.
+Every rung goes the way a robot's data goes: ``qt collect --inprocess`` (scripted expert; R1-R3
+with DART noise injection and clean labels, R4-R6 with mixed-quality data: half the episodes
+go for the wrong cube, 10 % random actions) -> ``qt convert`` -> ``qt train`` per learner and
+seed (1 torch thread, a wall-clock budget and, on comparison rungs, the same number of gradient
+steps for every learner; success checks on validation layouts keep best.pt) -> for image models
+``qt export`` + ``qt eval --mode inprocess`` (the policy node's own decision path, safety layer
+included); state-mode models are evaluated in process by the trainer's evaluator (they do not
+run in the node). Final success is measured on held-out test layouts (seeds from 100000), never
+on the validation layouts (from 200000) that chose the checkpoint.
 
-Each stage is skipped when its output exists (rerun to resume; delete a rung's folder to redo
-it). The table at the end: rung, data (episodes, success rate of the data), training minutes,
-steps, success k/n with the 95 % interval, target. It is also written as JSON and markdown.
+Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
+and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
+
+Each stage is skipped when its output exists (rerun to resume; delete a run's folder to redo
+it). The table at the end: rung, learner, data (episodes, success rate of the data), training
+minutes, steps, success k/n with the 95 % interval (pooled over seeds, and per seed), target.
+It is also written as JSON and markdown.
 """
 
 from __future__ import annotations
@@ -33,6 +40,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Each learner is `qt train` with these flags on the rung's data; the Q-Transformer's own settings
+# (n-step, alpha, ...) are qt train's defaults, chosen by the R4 sweep (docs/TRAINER.md).
+LEARNERS: dict[str, tuple[str, ...]] = {
+    "bc": ("--algorithm", "bc"),
+    "qt": ("--algorithm", "q_transformer"),
+    "qt-no-conservative": ("--algorithm", "q_transformer", "--no-conservative"),
+    "qt-no-mc-bound": ("--algorithm", "q_transformer", "--no-mc-bound"),
+}
+DART = ("--dart-noise-std", "0.3", "--dart-gripper-flip-prob", "0.1")
+# Mixed quality, as a robot's demonstrations plus its failed attempts: half the episodes go for
+# another cube than the instruction names (failures), 10 % of steps are random actions.
+MIXED = ("--wrong-object-prob", "0.5", "--random-action-prob", "0.1")
+ABLATIONS = ("qt-no-conservative", "qt-no-mc-bound")
+VALIDATION_SEED_BASE = 200_000  # qt train's success checks (checkpoint choice)
+TRAIN_EXTRA: list[str] = []  # --precision: appended to every qt train command
+TEST_SEED_BASE = 100_000  # the reported figure
+
+
 @dataclass(frozen=True)
 class Rung:
     name: str
@@ -41,14 +66,18 @@ class Rung:
     episodes: int
     image: int
     obs_mode: str
-    algorithm: str
-    budget_min: float
-    target: float
+    learners: tuple[str, ...]
+    budget_min: float  # per learner and seed (wall clock; the run also stops at `steps`)
+    target: float  # single-learner rungs: success rate; comparison rungs: see _verdict
     eval_every: int
     eval_episodes_per_task: int  # final, on test layouts
     batch_size: int = 32
     lr: float = 6e-4
     horizon: int = 100
+    collect_args: tuple[str, ...] = DART
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 1_000_000  # comparison rungs fix the gradient steps, equal for every learner
+    comparison: bool = False  # learners compared (target: Q-T vs BC), not one learner vs a rate
 
     @property
     def task_list(self) -> str:
@@ -56,15 +85,17 @@ class Rung:
 
 
 RUNGS: dict[str, Rung] = {
-    "R1": Rung("R1", "low-dim BC, pick", "pick/", 1200, 32, "state", "bc", 5.0, 0.90, 2000, 20, batch_size=64, lr=1e-3),
-    "R2": Rung("R2", "vision BC, pick, 64 px", "pick/", 1000, 64, "image", "bc", 30.0, 0.80, 4000, 20),
-    "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 1500, 64, "image", "bc", 60.0, 0.60, 10000, 10),
+    "R1": Rung("R1", "low-dim BC, pick", "pick/", 1200, 32, "state", ("bc",), 5.0, 0.90, 2000, 20, batch_size=64,
+               lr=1e-3),
+    "R2": Rung("R2", "vision BC, pick, 64 px", "pick/", 1000, 64, "image", ("bc",), 30.0, 0.80, 4000, 20),
+    "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc",), 60.0, 0.60, 10000, 10),
+    "R4": Rung("R4", "low-dim, mixed pick", "pick/", 1000, 32, "state", tuple(LEARNERS), 10.0, 1.5, 1000, 20,
+               batch_size=64, lr=1e-3, collect_args=MIXED, seeds=(0, 1), steps=6000, comparison=True),
+    "R5": Rung("R5", "vision, mixed pick, 64 px", "pick/", 1000, 64, "image", tuple(LEARNERS), 30.0, 1.5, 4000, 20,
+               collect_args=MIXED, seeds=(0, 1), steps=16000, comparison=True),
+    "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 60.0, 1.0, 10000,
+               10, collect_args=MIXED, steps=60000, comparison=True),
 }
-DART = ["--dart-noise-std", "0.3", "--dart-gripper-flip-prob", "0.1"]
-VALIDATION_SEED_BASE = 200_000  # qt train's success checks (checkpoint choice)
-TEST_SEED_BASE = 100_000  # the reported figure
-
-
 def _run(cmd: list[str], log: Path) -> None:
     """Run one ``qt`` stage, its output into ``log`` (and the last lines on failure)."""
     print(f"  $ {' '.join(cmd)}", flush=True)
@@ -83,56 +114,52 @@ def _rate(k: int, n: int) -> str:
     return f"{k}/{n} = {k / max(n, 1):.0%} [{low:.0%}, {high:.0%}]"
 
 
-def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
-    folder = work / rung.name
-    folder.mkdir(parents=True, exist_ok=True)
-    bags, dataset, run, model = folder / "bags", folder / "dataset", folder / "run", folder / "model"
-    result: dict[str, Any] = {"rung": asdict(rung)}
-    print(f"== {rung.name}: {rung.title}", flush=True)
-
-    summary_file = folder / "collect.json"
+def _collect(rung: Rung, folder: Path) -> Path:
+    bags, dataset, summary_file = folder / "bags", folder / "dataset", folder / "collect.json"
     if not summary_file.is_file():
         started = time.perf_counter()
         _run(["qt", "collect", "--inprocess", "--episodes", str(rung.episodes), "--bags", str(bags), "--tasks",
-              rung.tasks, "--image", str(rung.image), "--horizon", str(rung.horizon), "--seed", "0", *DART,
-              "--summary", str(summary_file)], folder / "collect.log")
+              rung.tasks, "--image", str(rung.image), "--horizon", str(rung.horizon), "--seed", "0",
+              *rung.collect_args, "--summary", str(summary_file)], folder / "collect.log")
         print(f"  collected in {time.perf_counter() - started:.0f} s", flush=True)
-
     if not (dataset / "meta.json").is_file():
         started = time.perf_counter()
         _run(["qt", "convert", str(bags), "-o", str(dataset), "--image-size", str(rung.image), "-j", "2",
               "--no-progress"], folder / "convert.log")
         print(f"  converted in {time.perf_counter() - started:.0f} s", flush=True)
+    return dataset
 
-    meta = json.loads((dataset / "meta.json").read_text())
-    outcomes = [e["outcome"] for e in meta["episodes"]]
-    result["data"] = {"episodes": len(outcomes), "successes": outcomes.count("success"), "frames": meta["num_frames"],
-                      "collect_wall_s": json.loads(summary_file.read_text())["wall_s"]}
 
+def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int) -> dict[str, Any]:
+    """One learner, one seed: train (skipped when done), then the test-layout evaluation of best.pt."""
+    tag = "" if not rung.comparison and seed == 0 else f"-{learner}-s{seed}"
+    run, model, log_tag = folder / f"run{tag}", folder / f"model{tag}", tag or ""
     if not (run / "checkpoint.pt").is_file():
-        _run(["qt", "train", str(dataset), "--out", str(run), "--algorithm", rung.algorithm, "--obs-mode",
-              rung.obs_mode, "--steps", "1000000", "--time-budget-min", f"{rung.budget_min:g}", "--threads", "1",
-              "--batch-size", str(rung.batch_size), "--lr", f"{rung.lr:g}", "--eval-every", str(rung.eval_every),
-              "--eval-episodes-per-task", "5", "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress"],
-             folder / "train.log")
+        _run(["qt", "train", str(dataset), "--out", str(run), *LEARNERS[learner], "--obs-mode", rung.obs_mode,
+              "--steps", str(rung.steps), "--time-budget-min", f"{rung.budget_min:g}", "--threads", "1",
+              "--seed", str(seed), "--batch-size", str(rung.batch_size), "--lr", f"{rung.lr:g}",
+              "--eval-every", str(rung.eval_every), "--eval-episodes-per-task", "5",
+              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *TRAIN_EXTRA],
+             folder / f"train{log_tag}.log")
     history = [json.loads(line) for line in (run / "eval_log.jsonl").read_text().splitlines() if line.strip()]
-    result["curve"] = [{"step": h["step"], "train_min": h["train_wall_s"] / 60, "successes": h["successes"],
-                        "episodes": h["episodes"]} for h in history]
     best = max(history, key=lambda h: (h["success_rate"], h["step"]))
     last = history[-1]
-    result["training"] = {"minutes": last["train_wall_s"] / 60, "steps": last["step"], "best_step": best["step"]}
-
-    report_file = folder / "eval.json"
+    result: dict[str, Any] = {
+        "learner": learner, "seed": seed,
+        "curve": [{"step": h["step"], "train_min": h["train_wall_s"] / 60, "successes": h["successes"],
+                   "episodes": h["episodes"]} for h in history],
+        "training": {"minutes": last["train_wall_s"] / 60, "steps": last["step"], "best_step": best["step"]},
+    }
+    report_file = folder / f"eval{log_tag}.json"
     if not report_file.is_file():
         if rung.obs_mode == "image":
-            _run(["qt", "export", str(run), "--name", rung.name, "--models-dir", str(folder), "--checkpoint", "best"],
-                 folder / "export.log")
-            os.replace(folder / rung.name, model) if not model.exists() else None
+            _run(["qt", "export", str(run), "--name", model.name, "--models-dir", str(folder), "--checkpoint", "best"],
+                 folder / f"export{log_tag}.log")
             _run(["qt", "eval", "--model", str(model), "--mode", "inprocess", "--tasks", rung.tasks,
                   "--episodes-per-task", str(rung.eval_episodes_per_task), "--split", "train", "--seed-base",
-                  str(TEST_SEED_BASE), "--horizon", str(rung.horizon), "--out", str(folder / "eval")],
-                 folder / "eval.log")
-            report = json.loads((folder / "eval" / "eval.json").read_text())
+                  str(TEST_SEED_BASE), "--horizon", str(rung.horizon), "--out", str(folder / f"eval{log_tag}")],
+                 folder / f"eval{log_tag}.log")
+            report = json.loads((folder / f"eval{log_tag}" / "eval.json").read_text())
             per_task = {row["task"]: [row["successes"], row["episodes"]] for row in report["tasks"]}
         else:
             per_task = _evaluate_state_model(run / "best.pt", rung)
@@ -140,20 +167,71 @@ def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
     per_task = json.loads(report_file.read_text())
     k, n = sum(v[0] for v in per_task.values()), sum(v[1] for v in per_task.values())
     result["success"] = {"successes": k, "episodes": n, "per_task": per_task}
-    result["met_target"] = k / max(n, 1) >= rung.target
+    print(f"  {learner} seed {seed}: {_rate(k, n)} ({result['training']['steps']} steps, "
+          f"{result['training']['minutes']:.1f} min)", flush=True)
+    return result
+
+
+def _pooled(runs: list[dict[str, Any]], learner: str) -> tuple[int, int]:
+    mine = [r["success"] for r in runs if r["learner"] == learner]
+    return sum(s["successes"] for s in mine), sum(s["episodes"] for s in mine)
+
+
+def _verdict(rung: Rung, runs: list[dict[str, Any]], data: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Single learner: success >= target. Comparison (pooled over seeds): Q-T >= target x BC
+    and above the data's own success rate, each ablation below Q-T; every "above" also gets a
+    one-sided p-value (two-proportion z-test), since overlapping intervals alone settle nothing."""
+    from qt_common.stats import greater_p_value
+
+    if not rung.comparison:
+        k, n = _pooled(runs, rung.learners[0])
+        return k / max(n, 1) >= rung.target, [f"success >= {rung.target:.0%}"]
+    counts = {name: _pooled(runs, name) for name in rung.learners}
+    if not {"bc", "qt"} <= set(counts):
+        return False, ["partial: needs both bc and qt"]
+    rate = {name: k / max(n, 1) for name, (k, n) in counts.items()}
+    qt = counts["qt"]
+
+    def above(other: tuple[int, int]) -> str:
+        return f"p = {greater_p_value(*qt, *other):.2g}"
+
+    checks = [(f"Q-T >= {rung.target:g} x BC ({above(counts['bc'])})", rate["qt"] >= rung.target * rate["bc"])]
+    if rung.target > 1.0:
+        data_rate = data["successes"] / max(data["episodes"], 1)
+        checks.append((f"Q-T above the data's {data_rate:.0%} ({above((data['successes'], data['episodes']))})",
+                       rate["qt"] > data_rate))
+    checks += [(f"{a} below Q-T ({above(counts[a])})", rate[a] < rate["qt"]) for a in ABLATIONS if a in rate]
+    return all(ok for _, ok in checks), [f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks]
+
+
+def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
+    folder = work / rung.name
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"== {rung.name}: {rung.title}", flush=True)
+    dataset = _collect(rung, folder)
+    meta = json.loads((dataset / "meta.json").read_text())
+    outcomes = [e["outcome"] for e in meta["episodes"]]
+    data = {"episodes": len(outcomes), "successes": outcomes.count("success"), "frames": meta["num_frames"],
+            "collect_wall_s": json.loads((folder / "collect.json").read_text())["wall_s"]}
+    runs = [_train_and_evaluate(rung, folder, dataset, learner, seed)
+            for learner in rung.learners for seed in rung.seeds]
+    met, checks = _verdict(rung, runs, data)
+    result = {"rung": asdict(rung), "data": data, "runs": runs, "met_target": met, "checks": checks}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
-    print(f"  {rung.name}: {_rate(k, n)} (target {rung.target:.0%})", flush=True)
+    print(f"  {rung.name}: {'; '.join(checks)}", flush=True)
     return result
 
 
 def _evaluate_state_model(checkpoint: Path, rung: Rung) -> dict[str, list[int]]:
     """State-mode models: the trainer's in-process evaluator on the test layouts."""
     import numpy as np
+    import torch
     from qt_sim.tasks import select_tasks
     from qt_trainer.checkpoint import load_checkpoint
     from qt_trainer.export import model_from_checkpoint
     from qt_trainer.rollouts import RolloutEvaluator, task_wordings
 
+    torch.set_num_threads(1)  # as training: 2 threads next to another busy process run many times slower
     state = load_checkpoint(checkpoint)
     model, spec = model_from_checkpoint(state)
     embeddings = {t: np.asarray(e, np.float32) for t, e in zip(state["instructions"], state["embeddings"], strict=True)}
@@ -171,15 +249,22 @@ def _evaluate_state_model(checkpoint: Path, rung: Rung) -> dict[str, list[int]]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| rung | data: episodes (success) | training min | steps (best) | success on held-out layouts, "
-             "95 % CI | target |", "|---|---|---|---|---|---|"]
+    lines = ["| rung | learner | data: episodes (success) | training min | steps (best) | success on held-out "
+             "layouts, 95 % CI | target |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        rung, data, training, success = r["rung"], r["data"], r["training"], r["success"]
-        lines.append(
-            f"| {rung['name']} {rung['title']} | {data['episodes']} ({data['successes'] / data['episodes']:.0%}) | "
-            f"{training['minutes']:.1f} | {training['steps']} ({training['best_step']}) | "
-            f"{_rate(success['successes'], success['episodes'])} | >= {rung['target']:.0%} "
-            f"{'met' if r['met_target'] else 'MISSED'} |")
+        rung, data = r["rung"], r["data"]
+        for learner in rung["learners"]:
+            mine = [x for x in r["runs"] if x["learner"] == learner]
+            k, n = _pooled(r["runs"], learner)
+            seeds = "; ".join(f"s{x['seed']} {x['success']['successes']}/{x['success']['episodes']}" for x in mine)
+            minutes = "/".join(f"{x['training']['minutes']:.1f}" for x in mine)
+            steps = "/".join(f"{x['training']['steps']} ({x['training']['best_step']})" for x in mine)
+            lines.append(
+                f"| {rung['name']} {rung['title']} | {learner} | {data['episodes']} "
+                f"({data['successes'] / data['episodes']:.0%}) | "
+                f"{minutes} | {steps} | "
+                f"{_rate(k, n)}{f' ({seeds})' if len(mine) > 1 else ''} | "
+                f"{'; '.join(r['checks'])}: {'met' if r['met_target'] else 'MISSED'} |")
     return "\n".join(lines)
 
 
@@ -191,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a rung's training budget, e.g. R3=45")
     parser.add_argument("--episodes", action="append", default=[], metavar="RUNG=N",
                         help="override a rung's number of collected episodes")
+    parser.add_argument("--learners", help="comparison rungs: only these learners (comma-separated), e.g. bc,qt")
+    parser.add_argument("--precision", choices=("fp32", "bf16"),
+                        help="qt train --precision for every training (default: qt train's); use its own --work")
     args = parser.parse_args(argv)
+    if args.precision:
+        TRAIN_EXTRA[:] = ["--precision", args.precision]
     from dataclasses import replace
 
     rungs = []
@@ -203,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         for item in option:
             name, _, value = item.partition("=")
             rungs = [replace(r, **{field: type(getattr(r, field))(value)}) if r.name == name else r for r in rungs]
+    if args.learners:
+        wanted = tuple(x.strip() for x in args.learners.split(",") if x.strip())
+        unknown = sorted(set(wanted) - set(LEARNERS))
+        if unknown:
+            parser.error(f"--learners: unknown {unknown}; known {sorted(LEARNERS)}")
+        rungs = [replace(r, learners=tuple(x for x in r.learners if x in wanted)) if r.comparison else r
+                 for r in rungs]
     results = []
     for rung in rungs:
         try:

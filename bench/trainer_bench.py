@@ -3,6 +3,7 @@
     python bench/trainer_bench.py                      # default model, 64x64, CPU
     python bench/trainer_bench.py --co-tenant          # training at 1 and 2 threads next to a busy process
     python bench/trainer_bench.py --model-size base --device cuda
+    python bench/trainer_bench.py --threads 1 --precisions fp32 bf16 --repeats 3 --no-decode   # bf16 on CPU
 
 Reports training samples/s (Q-Transformer loss with target network, and BC) and batch-1 greedy
 decode latency p50/p99 of: the exported ONNX graph through qt_policy_node's PolicyDecoder; the
@@ -81,12 +82,15 @@ def decode_flops(model: QTransformer, image: torch.Tensor, emb: torch.Tensor) ->
 
 
 def bench_training(data, model_cfg: ModelConfig, algorithm: str, device: str, threads: int, batch: int,
-                   steps: int) -> tuple[float, float]:
-    """(samples/s, GFLOP per training sample incl. target-network passes and backward)."""
+                   steps: int, precision: str = "fp32", amp: bool = True) -> tuple[float, float]:
+    """(samples/s, GFLOP per training sample incl. target-network passes and backward).
+
+    ``precision`` is the CPU autocast choice (``qt train --precision``), ``amp`` the CUDA one."""
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = TrainConfig(model=replace(model_cfg, algorithm=algorithm), steps=steps + 3, batch_size=batch,
-                      device=device, num_threads=threads, warmup_steps=1, checkpoint_every=10**9, log_every=10**9)
+                      device=device, num_threads=threads, warmup_steps=1, checkpoint_every=10**9, log_every=10**9,
+                      precision=precision, amp=amp)
     trainer = Trainer(cfg, data, None, embedder=RandomEmbedder(), progress=False)
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()
@@ -114,6 +118,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--co-tenant", action="store_true",
                         help="measure training with one other busy process on the machine")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
+                        help="training arithmetic to compare (qt train --precision); with several, each repeat "
+                        "measures all of them, first mover swapped every repeat")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the training measurement")
+    parser.add_argument("--no-decode", action="store_true", help="training figures only")
     args = parser.parse_args()
 
     spec = ActionSpec.default()
@@ -126,19 +135,36 @@ def main() -> int:
         train = {}
         tenant = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.co_tenant else None
         try:
-            for threads in args.threads if args.device == "cpu" else [0]:
-                for algorithm in ("q_transformer", "bc"):
-                    key = f"{algorithm}_threads{threads}" if args.device == "cpu" else algorithm
-                    rate, gflop = bench_training(data, model_cfg, algorithm, args.device, threads, args.batch,
-                                                 args.train_steps)
-                    train[key] = rate
-                    results["train_gflop_per_sample_" + algorithm] = gflop
+            runs: dict[str, list[float]] = {}
+            for repeat in range(args.repeats):
+                order = args.precisions if repeat % 2 == 0 else args.precisions[::-1]
+                for threads in args.threads if args.device == "cpu" else [0]:
+                    for algorithm in ("q_transformer", "bc"):
+                        for precision in order:
+                            key = f"{algorithm}_threads{threads}" if args.device == "cpu" else algorithm
+                            key += "" if args.precisions == ["fp32"] else f"_{precision}"
+                            rate, gflop = bench_training(data, model_cfg, algorithm, args.device, threads,
+                                                         args.batch, args.train_steps, precision)
+                            runs.setdefault(key, []).append(rate)
+                            results["train_gflop_per_sample_" + algorithm] = gflop
+            train = {key: float(np.median(rates)) for key, rates in runs.items()}
+            results["train_samples_per_s_each_repeat"] = runs
         finally:
             if tenant is not None:
                 tenant.terminate()
                 tenant.wait()
         results["train_samples_per_s"] = train
         results["co_tenant"] = bool(args.co_tenant)
+        if args.no_decode:
+            for key, value in train.items():
+                ratio = ""
+                if key.endswith("_bf16") and key[:-5] + "_fp32" in train:
+                    ratio = f"  bf16/fp32 {value / train[key[:-5] + '_fp32']:.2f}x"
+                print(f"train {key:<30} {value:8.1f} samples/s (median of {len(runs[key])}: "
+                      f"{', '.join(f'{r:.1f}' for r in runs[key])}){ratio}")
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+            return 0
 
         torch.set_num_threads(1)
         torch.manual_seed(0)
@@ -169,7 +195,8 @@ def main() -> int:
     print(f"model {args.model_size}, {results['parameters'] / 1e6:.2f} M parameters, image {args.image}x{args.image}, "
           f"{results['decode_gflop']:.3f} GFLOP per decode")
     for key, value in train.items():
-        gflop = results["train_gflop_per_sample_" + key.split("_threads")[0]]
+        algorithm = key.split("_threads")[0].removesuffix("_fp32").removesuffix("_bf16")
+        gflop = results["train_gflop_per_sample_" + algorithm]
         print(f"train {key:<24} {value:8.1f} samples/s (batch {args.batch}, {gflop:.3f} GFLOP/sample, "
               f"{value * gflop:.1f} GFLOP/s)")
     for key, (p50, p99) in latency.items():

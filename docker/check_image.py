@@ -30,12 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pins  # the same pin logic the Dockerfiles install from
 
-WORKSPACE_PACKAGES = ("qt_msgs", "qt_policy_node", "qt_sim", "qt_data_logger")
+WORKSPACE_PACKAGES = ("qt_msgs", "qt_policy_node", "qt_sim", "qt_data_logger", "qt_eval", "qt_teleop")
 # Console scripts the compose file, the docs and the launch file start.
 EXECUTABLES = {
     "qt_policy_node": ("policy_node",),
-    "qt_sim": ("sim_driver", "expert_teleop", "keyboard_teleop"),
+    "qt_sim": ("sim_driver", "expert_teleop"),
     "qt_data_logger": ("recorder",),
+    "qt_teleop": ("keyboard_teleop", "joy_teleop"),
+    "qt_eval": ("robot_eval",),
 }
 LAUNCH_FILE = ("qt_policy_node", "launch/run.launch.py")
 RUNTIME_MODULES = ("numpy", "onnxruntime", "cv2", "mujoco", "rosbags", "mcap_ros2", "tokenizers", "yaml",

@@ -98,6 +98,9 @@ colcon_build() {
     export LD_LIBRARY_PATH; LD_LIBRARY_PATH="$(ros_library_path)"
     export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1
     cd "$ROOT"
+    # A file moved between packages leaves a dangling link in build/ or install/ (symlink
+    # install), on which setup.py's copy step fails; such links are always stale.
+    find "$ROOT/build" "$ROOT/install" -xtype l -delete 2>/dev/null || true
     # --symlink-install: Python sources of ament_python packages are linked, so edits need no
     # rebuild (only new entry points, launch or config files do).
     # shellcheck disable=SC2086
@@ -148,7 +151,7 @@ check_environment() {
 import rclpy  # noqa: F401
 from ament_index_python.packages import get_package_share_directory
 from qt_msgs.msg import ArmAction  # noqa: F401
-for pkg in ('qt_msgs', 'qt_policy_node', 'qt_data_logger', 'qt_sim'):
+for pkg in ('qt_msgs', 'qt_policy_node', 'qt_data_logger', 'qt_sim', 'qt_eval', 'qt_teleop'):
     get_package_share_directory(pkg)
 PY" || die "the built environment does not import (rclpy / qt_msgs / ament index); see the traceback above."
   say "environment check: rclpy, qt_msgs and every ament package found"

@@ -18,13 +18,12 @@ setup(
     ],
     install_requires=["setuptools"],
     zip_safe=False,
-    description="MuJoCo tabletop arm, ROS 2 driver, scripted expert and teleop for qt-robot.",
+    description="MuJoCo tabletop arm, its ROS 2 driver and the scripted expert for qt-robot.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "sim_driver = qt_sim.driver_node:main",
             "expert_teleop = qt_sim.expert_teleop:main",
-            "keyboard_teleop = qt_sim.keyboard_teleop:main",
         ]
     },
 )

@@ -48,7 +48,7 @@ def test_every_copy_source_exists_and_is_in_the_context(dockerfiles) -> None:
 
 def test_workspace_packages_are_copied_whole(dockerfiles) -> None:
     """Every file a package needs (msg, launch, config, MJCF assets) is in the context."""
-    for package in ("qt_msgs", "qt_common", "qt_policy_node", "qt_sim", "qt_data_logger"):
+    for package in ("qt_msgs", "qt_common", "qt_policy_node", "qt_sim", "qt_data_logger", "qt_eval", "qt_teleop"):
         root = REPO / "src" / package
         for flavour, ins in dockerfiles.items():
             assert any(f"src/{package}" in [s.rstrip("/") for s in c.sources] for c in copies(ins)), (flavour, package)

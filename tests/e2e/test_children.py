@@ -1,4 +1,4 @@
-"""qt_sim.children: the node processes of qt collect / qt eval are stopped together, a dead one is
+"""qt_eval.children: the node processes of qt collect / qt eval are stopped together, a dead one is
 reported with its output, and none outlives its parent, even a parent killed with SIGKILL."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from qt_sim.children import ChildDied, ChildGroup
+from qt_eval.children import ChildDied, ChildGroup
 
 # A child that only sleeps: python -m timeit runs the statement once.
 SLEEPER = ("timeit", "-n", "1", "-r", "1", "import time; print('sleeping', flush=True); time.sleep(120)")
@@ -56,7 +56,7 @@ def test_group_stops_every_child_and_reports_a_dead_one(tmp_path):
 def test_children_die_with_a_parent_killed_by_sigkill(tmp_path):
     script = (
         "import time\n"
-        "from qt_sim.children import ChildGroup\n"
+        "from qt_eval.children import ChildGroup\n"
         "group = ChildGroup().__enter__()\n"
         f"child = group.start('sleeper', *{SLEEPER!r})\n"
         "child.wait_for('sleeping', 30)\n"
@@ -85,7 +85,7 @@ def test_children_die_with_a_parent_killed_by_sigkill(tmp_path):
 def test_sigterm_to_the_parent_stops_the_children_like_ctrl_c():
     script = (
         "import time\n"
-        "from qt_sim.children import ChildGroup\n"
+        "from qt_eval.children import ChildGroup\n"
         "try:\n"
         "    with ChildGroup() as group:\n"
         f"        child = group.start('sleeper', *{SLEEPER!r})\n"

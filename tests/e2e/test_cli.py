@@ -23,6 +23,12 @@ def test_verbs_are_listed():
         (["collect", "--episodes", "2", "--bags", "b", "--noise-std", "-1"], "noise_std: expected"),
         (["collect", "--episodes", "2", "--bags", "b", "--image", "5x5"], "--image: expected N or HxW"),
         (["eval", "--model", "m", "--split", "test"], "invalid choice: 'test'"),
+        (["collect", "--episodes", "2", "--bags", "b", "--policy", "models/default"],
+         "--policy: only with --inprocess"),
+        (["collect", "--episodes", "2", "--bags", "b", "--epsilon", "0.1"], "--epsilon: only with --policy"),
+        (["collect", "--episodes", "2", "--bags", "b", "--inprocess", "--policy", "nowhere"], "--policy: "),
+        (["eval", "--robot", "--model", "m", "--time-limit", "0"], "--time-limit: expected > 0 seconds"),
+        (["eval", "--robot", "--model", "m", "--task", "=x"], "--task: expected TASK=INSTRUCTION"),
     ],
 )
 def test_bad_arguments_are_refused_by_name(args, message, tmp_path):

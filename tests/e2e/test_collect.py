@@ -61,7 +61,7 @@ def test_a_node_that_dies_ends_the_run_with_its_name_and_output(tmp_path, childr
     pids = _node_pids(collect)
     try:
         collect.wait_for_line(r"^\[1/5\]", timeout=120)
-        # The sim leads its own process group (qt_sim.children); this test started it, via qt collect.
+        # The sim leads its own process group (qt_eval.children); this test started it, via qt collect.
         os.killpg(pids["sim_driver"], signal.SIGKILL)
         assert collect.wait(timeout=60) == 1
         output = collect.output()

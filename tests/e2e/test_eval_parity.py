@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.tiny_policy import export_tiny_policy
-from qt_policy_node.eval_inprocess import run_inprocess
-from qt_policy_node.eval_plan import make_plan, node_parameters
-from qt_policy_node.eval_ros import RosEvalConfig, run_ros
+from qt_eval.inprocess import run_inprocess
+from qt_eval.plan import make_plan, node_parameters
+from qt_eval.ros_sim import RosEvalConfig, run_ros
 from qt_policy_node.run import default_params_file
 
 pytest.importorskip("qt_sim.driver_node")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
-from qt_policy_node.eval_plan import card_tasks, make_plan, missing_embeddings, node_parameters
-from qt_policy_node.eval_report import (
+from qt_eval.plan import card_tasks, make_plan, missing_embeddings, node_parameters
+from qt_eval.report import (
     EpisodeResult,
     bar_chart,
     build_report,
@@ -182,7 +182,7 @@ def test_inprocess_proprio_is_what_the_policy_node_reads_from_the_driver(layout)
 
 
 def test_demo_compares_a_short_run_with_the_card_by_its_own_interval():
-    from qt_policy_node.demo import compare_with_card
+    from qt_eval.demo import compare_with_card
 
     card = {"evaluation": {"train": {"mode": "inprocess", "overall": {
         "episodes": 90, "success_rate": 87 / 90, "ci95": list(wilson_interval(87, 90))}}}}
@@ -194,3 +194,18 @@ def test_demo_compares_a_short_run_with_the_card_by_its_own_interval():
     assert "consistent with the card" in compare_with_card(card, run(9, 10))  # 9/10 vs 97 %: no evidence
     assert "NOT consistent" in compare_with_card(card, run(3, 10))
     assert "no 'heldout' evaluation" in compare_with_card({}, {**run(9, 10), "split": "heldout"})
+
+
+def test_demo_compare_prints_both_rates_with_intervals_and_whether_they_overlap():
+    from qt_eval.demo import side_by_side
+
+    def report(k: int, n: int) -> dict:
+        return {"overall": {"episodes": n, "successes": k, "success_rate": k / n,
+                            "ci95": list(wilson_interval(k, n)), "decode_ms": {"p50": 1.25}}}
+
+    text = side_by_side([("default", report(9, 10)), ("bc", report(7, 10))])
+    lines = text.splitlines()
+    assert lines[1].startswith("default") and "9/10" in lines[1] and "90%" in lines[1] and "1.25 ms" in lines[1]
+    assert lines[2].startswith("bc") and "7/10" in lines[2] and "70%" in lines[2]
+    assert "overlap: this run does not show a difference" in text
+    assert "do not overlap" in side_by_side([("a", report(30, 30)), ("b", report(0, 30))])

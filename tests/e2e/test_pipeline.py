@@ -20,7 +20,7 @@ import pytest
 import yaml
 from helpers.qt_command import run_qt
 from qt_common.dataset import Dataset
-from qt_policy_node.eval_plan import make_plan
+from qt_eval.plan import make_plan
 
 pytest.importorskip("qt_sim.driver_node")
 

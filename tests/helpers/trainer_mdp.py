@@ -41,7 +41,8 @@ def write_mdp(path: Path, episodes: list[tuple[list[int], list[tuple[int, int]],
 def tiny_config(steps: int, **overrides) -> TrainConfig:
     model = replace(ModelConfig(), **MODEL_SIZES["tiny"])
     base = TrainConfig(model=model, steps=steps, batch_size=64, lr=3e-3, weight_decay=0.0, lr_schedule="constant",
-                       warmup_steps=10, target_update="copy", target_copy_every=50, num_threads=1, log_every=50,
+                       warmup_steps=10, target_update="copy", target_copy_every=50, n_step=1, alpha=1.0,
+                       num_threads=1, log_every=50,
                        checkpoint_every=10**9)
     return replace(base, **overrides)
 

@@ -32,7 +32,7 @@ LAUNCH_API = {
     "launch_ros.parameter_descriptions": {"ParameterValue"},
     "launch_ros.substitutions": {"FindPackageShare"},
     "qt_common.launch_required": {"shutdown_when_exits"},
-    "qt_policy_node.sim_fit": {"sim_parameters"},
+    "qt_sim.card_fit": {"sim_parameters"},
     "pathlib": {"Path"},
     "typing": {"Any"},
 }
@@ -205,8 +205,12 @@ def test_qt_run_passes_the_launch_arguments_as_global_ros_arguments(tmp_path):
     ]
 
 
-def test_qt_run_names_a_missing_component_package():
-    from qt_policy_node.run import _import
+def test_qt_run_names_a_missing_component_package(monkeypatch):
+    from qt_policy_node.run import _factory
 
+    from qt_common import components
+
+    monkeypatch.setitem(components.COMPONENTS, "nowhere", ("qt_nowhere.node", "Thing", "qt_nowhere"))
     with pytest.raises(SystemExit, match=r"cannot start the qt_nowhere node \(qt_nowhere.node.Thing"):
-        _import("qt_nowhere.node", "Thing", "qt_nowhere")
+        _factory("nowhere")
+    assert components.load_component("sim").__name__ == "sim_driver_node"

@@ -57,11 +57,13 @@ def test_system_launch_files_compose_the_package_ones():
     assert '"sim": "false"' in robot and "robot_topics.launch.py" in robot
     teleop = (SYSTEM / "collect_teleop.launch.py").read_text()
     assert "record.launch.py" in teleop and "robot_topics.launch.py" in teleop and '"episode_mode": "events"' in teleop
-    assert [n.func.id for n in calls(parse(SYSTEM / "collect_teleop.launch.py"), "Node")] == ["Node"]
+    nodes = calls(parse(SYSTEM / "collect_teleop.launch.py"), "Node")
+    executables = sorted(k.value.value for n in nodes for k in n.keywords if k.arg == "executable")
+    assert executables == ["joy_node", "joy_teleop", "keyboard_teleop"]  # the devices, and the joy driver
 
 
 def test_sim_fit_takes_the_card_image_size_and_its_cached_tasks(sim_model, tiny_model, tmp_path):
-    from qt_policy_node.sim_fit import sim_parameters
+    from qt_sim.card_fit import sim_parameters
 
     assert sim_parameters(sim_model) == {"image_height": TINY_IMAGE_SIZE[0], "image_width": TINY_IMAGE_SIZE[1],
                                          "tasks": SIM_TASK}
@@ -120,7 +122,7 @@ def test_a_failed_required_node_shuts_the_launch_down_with_an_error(launch):
 def test_system_launch_files_describe_their_arguments(launch, name):
     names = {a.name for a in describe(launch, SYSTEM / name).get_launch_arguments()}
     if name == "collect_teleop.launch.py":
-        assert {"instruction", "teleop", "output_dir", "camera_topic", "joint_states_topic"} <= names
+        assert {"instruction", "teleop", "output_dir", "camera_topic", "joint_states_topic", "mapping"} <= names
     else:
         assert {"model", "record", "bags_dir"} <= names
     if name == "robot.launch.py":

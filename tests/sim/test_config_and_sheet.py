@@ -17,7 +17,6 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "qt_sim"
     [
         ("sim_driver.yaml", "qt_sim.driver_node", "sim_driver"),
         ("expert_teleop.yaml", "qt_sim.expert_teleop", "expert_teleop"),
-        ("keyboard_teleop.yaml", "qt_sim.keyboard_teleop", "keyboard_teleop"),
     ],
 )
 def test_yaml_lists_every_parameter_with_the_code_default(config, module, node):
@@ -50,7 +49,6 @@ def test_contact_sheet_command_writes_one_row_per_task(tmp_path):
     [
         ("qt_sim.driver_node", ["-p", "tasks:=pick/orange"], "sim_driver: simulation failed to start: task_id"),
         ("qt_sim.expert_teleop", ["-p", "noise_std:=-1.0"], "expert_teleop: noise_std: expected"),
-        ("qt_sim.keyboard_teleop", [], "keyboard_teleop: stdin is not a terminal"),
     ],
 )
 def test_nodes_refuse_bad_setup_with_a_clear_message(module, args, message):

@@ -129,6 +129,33 @@ def test_horizon_ends_with_failure_and_success_ends_with_success(driver):
         long.close()
 
 
+def test_without_the_success_check_only_the_operator_or_the_horizon_ends_an_episode():
+    """success_check False: the sim standing in for a robot (qt eval --robot judges by the operator)."""
+    stand_in = SimDriver(DriverConfig(width=16, height=16, horizon=100, success_check=False))
+    try:
+        stand_in.start_episode("pick/blue", 5)
+        expert = ScriptedExpert()
+        expert.reset("pick/blue", seed=5)
+        step, terminated = stand_in.env.step_values, []
+
+        def watched(values):  # the env's own success check, which the driver now ignores
+            out = step(values)
+            terminated.append(bool(out[2]))
+            return out
+
+        stand_in.env.step_values = watched
+        for i in range(60):
+            t = float(i) * 0.1
+            values = stand_in.spec.normalized_to_values(expert.act(WorldView.from_scene(stand_in.env.scene_state())))
+            stand_in.arm_action(NAMES, values.tolist(), now=t)
+            assert stand_in.tick(t).events == []
+        assert any(terminated) and stand_in.episode is not None
+        reply = stand_in.end_episode("success")
+        assert reply.accepted and reply.event.outcome == "success"
+    finally:
+        stand_in.close()
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="control_rate_hz"):
         DriverConfig(control_rate_hz=0)

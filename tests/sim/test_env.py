@@ -131,7 +131,7 @@ def test_full_size_camera_works():
 
 def test_package_import_loads_neither_rclpy_nor_mujoco():
     code = (
-        "import sys, qt_sim, qt_sim.tasks, qt_sim.expert, qt_sim.proprio, qt_sim.world, qt_sim.keyboard, "
+        "import sys, qt_sim, qt_sim.tasks, qt_sim.expert, qt_sim.proprio, qt_sim.world, qt_teleop.keyboard, "
         "qt_sim.teleop_common, qt_sim.commands; "
         "print(sorted(m for m in ('rclpy', 'mujoco') if m in sys.modules))"
     )

@@ -73,3 +73,15 @@ def test_int8_refuses_changed_training_data(exports, tmp_path: Path) -> None:
              "embeddings": np.zeros((len(INSTRUCTIONS), cfg.embed_dim), np.float32)}
     with pytest.raises(ValueError, match="differs from the checkpoint"):
         int8_frames(state, cfg, calibration_frames=4)
+
+
+def test_int8_quantizes_only_the_convolutions(exports) -> None:
+    """Quantized weights feed convolutions only: the transformer's small MatMuls stay fp32 (their
+    quantize/dequantize pairs cost more than int8 saves; docs/TRAINER.md "INT8")."""
+    _, int8, _ = exports
+    graph = onnx.load(str(int8 / "policy.onnx")).graph
+    weights = {init.name for init in graph.initializer}
+    dequantized_weights = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    consumers = {n.op_type for n in graph.node if set(n.input) & dequantized_weights}
+    assert dequantized_weights and consumers == {"Conv"}
+    assert any(n.op_type == "MatMul" for n in graph.node)

@@ -13,15 +13,16 @@ import sys
 # returns a process exit code.
 VERBS: dict[str, tuple[str, str, str]] = {
     "train": ("qt_trainer.train", "main", "train a Q-Transformer (or BC baseline) on a dataset"),
+    "q-diagnostics": ("qt_trainer.q_diagnostics", "main", "Q along episodes: data, greedy, unseen bins vs MC return"),
     "export": ("qt_trainer.export", "main", "checkpoint -> models/<name>/policy.onnx + policy.json"),
     "run": ("qt_policy_node.run", "main", "policy node (+ --sim, --record) in one process, like run.launch.py"),
     "convert": ("qt_data_logger.convert", "main", "episode bags -> training dataset (validated, parallel)"),
     "dataset": ("qt_data_logger.dataset_cli", "main", "dataset info, or a contact sheet PNG of an episode"),
     "bags": ("qt_data_logger.bags_cli", "main", "check / repair / quarantine / label episode bags"),
     "sim-sheet": ("qt_sim.sheet", "main", "contact sheet PNG: one scripted-expert episode per sim task"),
-    "collect": ("qt_sim.collect", "main", "record labelled scripted-expert episodes: sim + expert + recorder nodes"),
-    "eval": ("qt_policy_node.evaluate", "main", "success rate per task of a policy on the sim (policy node over ROS)"),
-    "demo": ("qt_policy_node.demo", "main", "the main job: sim + policy node + shipped model, a short evaluation"),
+    "collect": ("qt_eval.collect", "main", "record labelled scripted-expert episodes: sim + expert + recorder nodes"),
+    "eval": ("qt_eval.evaluate", "main", "success rate per task of a policy on the sim (policy node over ROS)"),
+    "demo": ("qt_eval.demo", "main", "the main job: sim + policy node + shipped model, a short evaluation"),
 }
 
 

@@ -187,6 +187,11 @@ class Dataset:
 
     def summary(self) -> dict[str, Any]:
         outcomes = [e["outcome"] for e in self.episodes]
+        # who commanded each episode (converter: "teleop", "expert", "policy", ...) -> outcome counts
+        per_source: dict[str, dict[str, int]] = {}
+        for e in self.episodes:
+            counts = per_source.setdefault(str(e.get("source", "unknown")), {})
+            counts[e["outcome"]] = counts.get(e["outcome"], 0) + 1
         per_instruction: dict[str, int] = {}
         for e in self.episodes:
             text = self.instructions[e["instruction_index"]]
@@ -201,6 +206,7 @@ class Dataset:
             "action_dims": self.action_spec.names,
             "gamma": self.gamma,
             "per_instruction": per_instruction,
+            "per_source": per_source,
             "digest": self.digest(),
         }
 

@@ -40,6 +40,7 @@ from qt_common.dataset import Dataset, DatasetError, DatasetWriter, Episode
 
 from qt_common import proprio as layouts
 from qt_data_logger import bag_format as bf
+from qt_data_logger import topic_options
 from qt_data_logger.bag_status import BagStatus, bag_digest, find_bags, inspect_bag, scan_bags
 from qt_data_logger.images import ImageFieldError, compressed_to_rgb, image_to_rgb, parse_image_cdr, resize_rgb
 
@@ -104,6 +105,18 @@ def _check_monotonic(bag: Path, topic: str, stamps: list[int], index: int, stamp
             "header.stamp",
             f"non-monotonic stamps: message {index} has {stamp} ns, before the previous {stamps[-1]} ns",
         )
+
+
+SOURCE_NAMES = {0: "unknown", 1: "teleop", 2: "expert", 3: "policy"}  # qt_msgs/ArmAction SOURCE_*
+
+
+def action_source(codes: list[int]) -> str:
+    """Who commanded the episode's steps (qt_msgs/ArmAction ``source``): ``teleop``, ``expert``,
+    ``policy`` or ``unknown``; several joined with ``+`` (e.g. a teleoperator taking over from
+    the policy). Kept per episode so a training run can weigh or filter demonstrations and the
+    robot's own rollouts (qt eval --robot, qt collect --policy)."""
+    names = sorted({SOURCE_NAMES.get(c, f"code{c}") for c in codes})
+    return "+".join(names) if names else "unknown"
 
 
 def _action_bins(bag: Path, topic: str, index: int, msg: Any, spec: ActionSpec) -> np.ndarray:
@@ -277,6 +290,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
         image_stamps: list[int] = []
         images: list[np.ndarray] = []
         actions = _Series(options.action_topic)
+        action_sources: list[int] = []  # ArmAction.source of each action, in order
         series = {t: _Series(t) for t in wanted[4:] + optional}
         events: list[Any] = []
         instructions: list[str] = []
@@ -302,6 +316,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
             msg = reader.deserialize(raw, connection.msgtype)
             if topic == options.action_topic:
                 actions.add(bag, index, _stamp_ns(msg), _action_bins(bag, topic, index, msg, options.spec))
+                action_sources.append(int(getattr(msg, "source", 0)))
             elif topic == options.events_topic:
                 events.append(msg)
             elif topic == options.instruction_topic:
@@ -355,6 +370,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
             "actions_before_first_frame": first,
             "actions_on_final_frame": on_final,
             "labels": "label_topic" if labels else "action",
+            "source": action_source(action_sources[first:last]),
         },
     )
     stats = {
@@ -363,6 +379,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
         "steps": len(steps_at),
         "dropped_leading": first,
         "dropped_on_final_frame": on_final,
+        "step_stamps_ns": steps_at,  # the control ticks kept (the LeRobot export pairs a second camera with them)
     }
     return BagResult(str(bag), episode=episode, stats=stats)
 
@@ -651,6 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training bins from these labels when a bag has them (\"\" = from the actions)")
     parser.add_argument("--object-poses-topic", default="/sim/object_poses",
                         help="per-step object poses when every bag has them (\"\" = never)")
+    parser.add_argument("--topics", default="", metavar="FILE",
+                        help="topic map YAML (qt_common.topic_map, config/topics.yaml): names for the topic options")
+    parser.add_argument("--format", choices=("qt", "lerobot"), default="qt",
+                        help="qt: the training dataset (default); lerobot: a LeRobot v3.0 dataset in OUTPUT "
+                        "(docs/DATA.md)")
+    parser.add_argument("--video-codec", default="libsvtav1", help="--format lerobot: MP4 codec (default libsvtav1)")
+    parser.add_argument("--crf", type=int, default=30, help="--format lerobot: video quality, lower is better (30)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -711,8 +735,13 @@ def main(argv: list[str] | None = None) -> int:
         finger_travel_m=args.finger_travel,
         max_image_age_s=args.max_image_age,
     )
+    topic_options.apply(build_parser(), args, options)
     if args.proprio is None:
         options.proprio = default_proprio(find_bags(args.bags), options)
+    if args.format == "lerobot":
+        from qt_data_logger import lerobot_export
+
+        return lerobot_export.main(args, options)
     try:
         report = convert(
             args.bags,

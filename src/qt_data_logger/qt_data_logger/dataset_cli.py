@@ -86,6 +86,9 @@ def _info(args: argparse.Namespace) -> int:
     )
     print(f"image shape  {summary['image_shape']}   proprio dim {dataset.proprio.shape[1]}   gamma {summary['gamma']}")
     print(f"actions      {' '.join(summary['action_dims'])} ({dataset.action_spec.num_bins} bins)")
+    sources = ", ".join(f"{source}: " + " ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+                        for source, counts in sorted(summary["per_source"].items()))
+    print(f"sources      {sources}")
     print("instructions")
     for text, count in sorted(summary["per_instruction"].items()):
         print(f"  {count:5d}  {text}")
@@ -93,7 +96,8 @@ def _info(args: argparse.Namespace) -> int:
         print("episodes")
         for i, e in enumerate(dataset.episodes):
             print(
-                f"  {i:4d}  {e.get('episode_id', ''):24s} {e['outcome']:8s} {e['length']:5d} steps  "
+                f"  {i:4d}  {e.get('episode_id', ''):24s} {e['outcome']:8s} {e.get('source', 'unknown'):7s} "
+                f"{e['length']:5d} steps  "
                 f"{dataset.instructions[e['instruction_index']]!r}  {e.get('source_bag', '')}"
             )
     return 0
@@ -105,6 +109,12 @@ def _sheet(args: argparse.Namespace) -> int:
     path = save_png(args.output, image)
     print(f"wrote {path} ({image.shape[1]}x{image.shape[0]})")
     return 0
+
+
+def _import_lerobot(args: argparse.Namespace) -> int:
+    from qt_data_logger import lerobot_import
+
+    return lerobot_import.main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     sheet.add_argument("--scale", type=int, default=2, help="enlarge frames by this factor")
     sheet.add_argument("--columns", type=int, default=8)
     sheet.set_defaults(run=_sheet)
+    imported = sub.add_parser("import-lerobot", help="a local LeRobot v3.0 dataset -> a training dataset "
+                              "(qt_data_logger.lerobot_import; docs/DATA.md)")
+    imported.add_argument("source", help="LeRobot dataset directory (meta/info.json, data/, videos/)")
+    imported.add_argument("-o", "--output", required=True, help="qt dataset directory (appended to if it exists)")
+    imported.add_argument("--mapping", default="", help="mapping YAML: image/proprio/action features, action "
+                          "units -> bins, where success comes from (default: the features qt convert --format "
+                          "lerobot writes)")
+    imported.add_argument("--image-size", default="", help="N or HxW (default: the mapping's, else the video's)")
+    imported.add_argument("--overwrite", action="store_true", help="rebuild the dataset instead of appending")
+    imported.set_defaults(run=_import_lerobot)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

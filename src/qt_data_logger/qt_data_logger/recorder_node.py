@@ -30,6 +30,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 
+from qt_common import topic_map
 from qt_data_logger import bag_format as bf
 from qt_data_logger.recorder_core import TOPIC_PARAMETERS, EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 
@@ -39,6 +40,11 @@ RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
 REQUIRED_DEFAULT = ("camera_topic", "action_topic")
 # Topics whose contract publishers are transient local (late joiners get the last message).
 LATCHED_PARAMETERS = ("instruction_topic", "events_topic")
+# A second camera (wrist camera): recorded when named (directly or by the topic map), off by default.
+SECOND_CAMERA_PARAMETERS = (
+    ("camera2_topic", "", "sensor_msgs/msg/Image", 60),
+    ("compressed_camera2_topic", "", "sensor_msgs/msg/CompressedImage", 60),
+)
 
 
 def _import_type(msgtype: str) -> type:
@@ -90,13 +96,17 @@ class RecorderNode(Node):
         self.declare_parameter("ignore_events_before_start", True)
         self.declare_parameter("required_topics", list(REQUIRED_DEFAULT))
         self.declare_parameter("ready_timeout_s", 10.0)
+        for parameter, default, _, _ in SECOND_CAMERA_PARAMETERS:
+            self.declare_parameter(parameter, default)
+        self.declare_parameter("topic_map_file", "")  # qt_common.topic_map: its names replace the topic parameters
+        topic_map.apply_to_node(self, topic_map.RECORDER_PARAMETERS)
         p = self._param
         reliability = str(p("reliability"))
         if reliability not in RELIABILITY_CHOICES:
             raise ValueError(f"parameter 'reliability': expected one of {RELIABILITY_CHOICES}, got {reliability!r}")
         self.reliability = reliability
         self.topics: list[_Topic] = []
-        for parameter, _, msgtype, depth in TOPIC_PARAMETERS:
+        for parameter, _, msgtype, depth in (*TOPIC_PARAMETERS, *SECOND_CAMERA_PARAMETERS):
             name = str(p(parameter))
             if name:
                 self.topics.append(

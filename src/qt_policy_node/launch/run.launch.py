@@ -10,7 +10,7 @@ an error naming the problem when the model is missing or does not fit the config
 that exit (or the sim's, or the recorder's) ends the launch with exit code 1.
 
 With ``sim:=true`` the sim's camera takes the model card's image size and it draws only the
-tasks whose wordings the card caches (qt_policy_node.sim_fit); with ``use_sim_time:=true`` it
+tasks whose wordings the card caches (qt_sim.card_fit); with ``use_sim_time:=true`` it
 also publishes /clock, which every other node here then runs on.
 """
 
@@ -25,11 +25,13 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from qt_common.launch_required import shutdown_when_exits
-from qt_policy_node.sim_fit import sim_parameters
 
 
 def _sim(context: LaunchContext) -> list[Any]:
-    """The sim driver, fitted to the model's card (read when the launch runs, after arguments are known)."""
+    """The sim driver, fitted to the model's card (read when the launch runs, after arguments are known).
+    qt_sim is imported only here, so a robot install without the simulator launches the rest."""
+    from qt_sim.card_fit import sim_parameters
+
     sim = Node(
         package="qt_sim",
         executable="sim_driver",

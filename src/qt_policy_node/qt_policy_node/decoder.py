@@ -101,6 +101,7 @@ class PolicyDecoder:
         expected_image_size: tuple[int, int] | None = None,
         threads: int = 1,
         allow_cpu_fallback: bool = False,
+        provider_options: dict[str, dict[str, str]] | None = None,
     ):
         self.model_dir = Path(model_dir)
         self.card = load_card(self.model_dir)
@@ -122,8 +123,10 @@ class PolicyDecoder:
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        chosen = [p for p in requested if p in available] or [CPU]
+        extra = provider_options or {}  # e.g. TensorRT fp16 (providers.options)
         self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=[p for p in requested if p in available] or [CPU]
+            str(onnx_path), options, providers=[(p, extra[p]) if p in extra else p for p in chosen]
         )
         self.provider: str = self.session.get_providers()[0]
         self.fallback = self.provider != requested[0]

@@ -49,12 +49,13 @@ from std_msgs.msg import Bool, Float64, Header, String
 from std_srvs.srv import Trigger
 
 from qt_msgs.msg import ArmAction, PolicyStatus
-from qt_policy_node import param_types, proprio, providers
+from qt_policy_node import goal_run, param_types, proprio, providers
 from qt_policy_node import params as P
 from qt_policy_node.controller import CONTROL_MODES, FrameTrigger, PolicyController, TickResult
 from qt_policy_node.decoder import PolicyDecoder
 from qt_policy_node.images import BadImage, ImageConverter
 from qt_policy_node.instructions import InstructionEmbedder
+from qt_policy_node.run_policy_server import RunPolicyServer
 from qt_policy_node.safety import MODEL_FAULT, SafetyConfig, SafetyLayer, as_sent
 from qt_policy_node.text_encoder import load_text_encoder
 
@@ -152,6 +153,9 @@ class PolicyNode(LifecycleNode):
         self._latency_ms = np.zeros(256)
         self._latency_n = 0
         self._exact_stamps: dict[float, tuple[int, int]] = {}  # float stamp -> header stamp of recent frames
+        self._goals = goal_run.GoalTracker()  # RunPolicy goals (run_policy_server.py)
+        self._run_policy: RunPolicyServer | None = None
+        self._topic_instruction = ""  # last instruction from the topic (restored when a goal ends)
 
     def param(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -225,6 +229,7 @@ class PolicyNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         assert self.controller is not None
         self.controller.safety.restart()
+        self._goals.restart()
         self._ticks = self._deadline_misses = 0
         self._last_tick_start = 0.0
         mode = str(self.param("control_mode"))
@@ -240,6 +245,8 @@ class PolicyNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_motion("deactivate")
+        if self._run_policy is not None:
+            self._run_policy.end_active(goal_run.OUTCOME_ABORTED, "policy node deactivated")
         self.state_label = "inactive"
         return super().on_deactivate(state)
 
@@ -274,6 +281,7 @@ class PolicyNode(LifecycleNode):
     # ---- configure -----------------------------------------------------------------------------
 
     def _configure(self) -> None:
+        self._apply_topic_map()
         model_dir = P.resolve_model_path(str(self.param("model_path")))
         if not (model_dir / "policy.json").is_file() or not (model_dir / "policy.onnx").is_file():
             raise ConfigurationError(
@@ -289,6 +297,8 @@ class PolicyNode(LifecycleNode):
             expected_action_spec_digest=spec.digest(),
             threads=int(self.param("intra_op_threads")),
             allow_cpu_fallback=True,  # judged below against the full preference list
+            provider_options=providers.options(usable, fp16=bool(self.param("gpu_fp16")),
+                                               cache_dir=str(self.param("trt_engine_cache_dir"))),
         )
         warning = providers.judge(requested, decoder.provider)
         resize = bool(self.param("resize_images"))
@@ -363,9 +373,9 @@ class PolicyNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, self.param("diagnostics_topic"), command_qos)
         group = {"callback_group": self._group}
         guard = self._guarded
+        if not self.param("camera_topic") and not self.param("compressed_camera_topic"):
+            raise ConfigurationError("camera_topic, compressed_camera_topic: both empty; the policy needs a camera")
         subs = [
-            self.create_subscription(Image, self.param("camera_topic"), guard(self._on_image), qos_profile_sensor_data,
-                                     **group),
             self.create_subscription(String, self.param("instruction_topic"), guard(self._on_instruction),
                                      _reliable(1, transient_local=True), **group),
             self.create_subscription(Bool, self.param("estop_topic"), guard(self._on_estop), _reliable(10), **group),
@@ -378,6 +388,9 @@ class PolicyNode(LifecycleNode):
             if self.proprio.needs_joint_states:
                 subs.append(self.create_subscription(JointState, self.param("joint_states_topic"),
                                                      guard(self._on_joints), _reliable(10), **group))
+        if self.param("camera_topic"):  # empty: only the compressed stream (a topic map can say so)
+            subs.append(self.create_subscription(Image, self.param("camera_topic"), guard(self._on_image),
+                                                 qos_profile_sensor_data, **group))
         if self.param("compressed_camera_topic"):
             subs.append(self.create_subscription(CompressedImage, self.param("compressed_camera_topic"),
                                                  guard(self._on_compressed), qos_profile_sensor_data, **group))
@@ -385,6 +398,7 @@ class PolicyNode(LifecycleNode):
         diag_timer = self.create_timer(float(self.param("diagnostics_period_s")), guard(self._publish_diagnostics),
                                        **group)
         self._entities = [("subscription", s) for s in subs] + [("service", service), ("timer", diag_timer)]
+        self._create_run_policy_server()
         self._entities += [("publisher", self._diag_pub)]
         self._entities += [("lifecycle_publisher", p) for p in
                            (self._action_pub, self._twist_pub, self._gripper_pub, self._status_pub) if p is not None]
@@ -397,10 +411,62 @@ class PolicyNode(LifecycleNode):
             "timer": self.destroy_timer, "publisher": self.destroy_publisher,
             "lifecycle_publisher": self.destroy_lifecycle_publisher,
         }
+        if self._run_policy is not None:
+            self._run_policy.destroy()
+            self._run_policy = None
         for kind, entity in self._entities:
             destroy[kind](entity)
         self._entities = []
         self._action_pub = self._twist_pub = self._gripper_pub = self._status_pub = None
+
+    # ---- topic map and RunPolicy goals (issue 17) ------------------------------------------------
+
+    def _apply_topic_map(self) -> None:
+        """topic_map_file: the topics the map names replace the topic parameters (before they are read)."""
+        path = str(self.param("topic_map_file"))
+        if not path:
+            return
+        from qt_common.topic_map import POLICY_NODE_PARAMETERS, TopicMap, TopicMapError
+
+        try:
+            overrides = TopicMap.load(path).parameters(POLICY_NODE_PARAMETERS)
+        except TopicMapError as exc:
+            raise ConfigurationError(f"topic_map_file: {exc}") from None
+        self.set_parameters([Parameter(name, value=value) for name, value in overrides.items()])
+        self.get_logger().info(f"topic map {path}: {overrides}")
+
+    def _create_run_policy_server(self) -> None:
+        """The RunPolicy action server and its success topic (run_policy_server.py), if configured."""
+        self._goals = goal_run.GoalTracker(bool(self.param("goal_required")))
+        name = str(self.param("run_policy_action"))
+        if not name:
+            return
+        self._run_policy = RunPolicyServer(
+            self, self._goals, name, self._group,
+            node_problem=lambda: "" if self.state_label == "active" else
+            f"policy node is {self.state_label}; activate it first",
+            start_goal=self._start_goal, goal_ended=self._goal_ended,
+            max_instruction_chars=int(self.param("max_instruction_chars")),
+            success_topic=str(self.param("success_topic")), success_msg_type=str(self.param("success_msg_type")))
+
+    def _start_goal(self, run: goal_run.GoalRun) -> str:
+        """A goal was accepted: its instruction replaces the topic's ("" or why it cannot run)."""
+        assert self.controller is not None
+        embedder = self.controller.embedder
+        embedder.set(run.instruction)
+        if embedder.problem:
+            return f"goal field instruction {embedder.shown!r}: {embedder.problem}"
+        limit = f"{run.time_limit_s:g} s" if run.time_limit_s else "none"
+        self.get_logger().info(f"RunPolicy goal {run.goal_id[:8]}: {embedder.shown!r} (embedding from "
+                               f"{embedder.source}), time limit {limit}")
+        return ""
+
+    def _goal_ended(self, run: goal_run.GoalRun) -> None:
+        """A goal ended (not preempted): the topic's instruction is back, and the arm stops now."""
+        if self.controller is not None and self._topic_instruction:
+            self.controller.embedder.set(self._topic_instruction)
+        if self._control_timer is not None:
+            self._on_tick()  # the no_goal hold publishes the stop command once
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -439,6 +505,11 @@ class PolicyNode(LifecycleNode):
 
     def _on_instruction(self, msg: String) -> None:
         assert self.controller is not None
+        self._topic_instruction = msg.data
+        if self._goals.active is not None:
+            self.get_logger().info("instruction topic ignored while a RunPolicy goal runs",
+                                   throttle_duration_sec=self._throttle_s)
+            return
         embedder = self.controller.embedder
         if not embedder.set(msg.data):
             return
@@ -508,6 +579,7 @@ class PolicyNode(LifecycleNode):
         self._last_tick_start = started
         now = self._now_s()
         heartbeat_age = None if self._heartbeat_rx_s is None else now - self._heartbeat_rx_s
+        self.controller.safety.goal_hold = self._goals.holding
         result = self.controller.tick(now, heartbeat_age)
         command = result.command
         if MODEL_FAULT in command.interventions:
@@ -522,6 +594,9 @@ class PolicyNode(LifecycleNode):
         self._ticks += 1
         if time.perf_counter() - started > self._period_s:
             self._deadline_misses += 1
+        if self._run_policy is not None:  # last: a goal ending here ticks once more to stop the arm
+            self._run_policy.after_tick(now, command.values if command.publish else None,
+                                        command.interventions if command.holding else [])
 
     def _publish_command(self, values: np.ndarray, stamp_s: float) -> None:
         assert self.spec is not None
@@ -587,6 +662,7 @@ class PolicyNode(LifecycleNode):
                 "callback_errors": self._callback_errors,
                 "estop_latched": safety.estop_latched,
                 "intervention_count": safety.total_interventions,
+                "run_policy_goal": self._goals.active.instruction[:120] if self._goals.active else "",
                 "inference_ms_p50": f"{np.percentile(recent, 50):.3f}" if count else "",
                 "inference_ms_max": f"{recent.max():.3f}" if count else "",
             })

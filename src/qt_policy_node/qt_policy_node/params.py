@@ -28,6 +28,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "to refuse a GPU-less start; with it listed, a CPU fallback is allowed but logged and published",
     ),
     "intra_op_threads": (1, "ONNX Runtime intra-op threads for the decode"),
+    "gpu_fp16": (False, "TensorrtExecutionProvider: allow fp16 kernels; CUDAExecutionProvider: allow TF32 "
+                 "(bins may then differ from the CPU's where two are nearly tied; docs/POLICY_NODE.md)"),
+    "trt_engine_cache_dir": ("", "TensorrtExecutionProvider: keep built engines here (empty: rebuilt each start)"),
     "control_rate_hz": (0.0, "decisions per second; 0: the model card's control_rate_hz (applies at once, also "
                         "to a configured node)"),
     "control_mode": (
@@ -40,7 +43,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "resize_images": (False, "resize camera frames to the model card's image size instead of rejecting other sizes"),
     "action_spec_file": ("", "JSON action spec the robot executes (ActionSpec.to_dict); empty: the default spec"),
     "frame_id": ("base_link", "frame of the TwistStamped and ArmAction commands"),
-    "camera_topic": ("camera/image_raw", "sensor_msgs/Image input (sensor-data QoS)"),
+    "camera_topic": ("camera/image_raw", "sensor_msgs/Image input (sensor-data QoS); empty: off (compressed only)"),
     "compressed_camera_topic": ("camera/image_raw/compressed", "sensor_msgs/CompressedImage input; empty: off"),
     "instruction_topic": ("instruction", "std_msgs/String, transient local"),
     "estop_topic": ("estop", "std_msgs/Bool; true latches until the reset service is called"),
@@ -55,6 +58,15 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "status_topic": ("qt/policy_status", "qt_msgs/PolicyStatus, one per control tick"),
     "diagnostics_topic": ("/diagnostics", "diagnostic_msgs/DiagnosticArray"),
     "reset_estop_service": ("qt/reset_estop", "std_srvs/Trigger that clears the e-stop latch"),
+    "topic_map_file": ("", "topic map YAML (qt_common.topic_map; config/topics.yaml): the topics it names replace "
+                       "camera_topic, compressed_camera_topic, joint_states_topic, proprio_topic, action_topic, "
+                       "instruction_topic, twist_topic, gripper_topic at configure; empty: none"),
+    "run_policy_action": ("qt/run_policy", "qt_msgs/action/RunPolicy server (docs/POLICY_NODE.md); empty: none"),
+    "goal_required": (False, "move only while a RunPolicy goal runs (hold no_goal otherwise); false: run on the "
+                      "instruction topic until the first goal, then only during goals (until the next activate)"),
+    "success_topic": ("", "where a RunPolicy goal's outcome comes from: END events (qt_msgs/EpisodeEvent; the sim's "
+                      "episode/events) or std_msgs/Bool true, see success_msg_type; empty: only time limit/cancel"),
+    "success_msg_type": ("episode_event", "type of success_topic: episode_event | bool"),
     "image_timeout_s": (0.5, "hold still when the newest image is older than this (by its header stamp)"),
     "require_heartbeat": (False, "hold still unless a heartbeat arrived within heartbeat_timeout_s"),
     "heartbeat_timeout_s": (1.0, "maximum age of the last heartbeat (by arrival time)"),

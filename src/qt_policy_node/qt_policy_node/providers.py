@@ -46,6 +46,26 @@ def usable(requested: Sequence[str], available: Sequence[str]) -> list[str]:
     return chosen
 
 
+def options(names: Sequence[str], *, fp16: bool = False, cache_dir: str = "") -> dict[str, dict[str, str]]:
+    """ONNX Runtime provider options for the GPU providers among ``names`` (the CPU takes none).
+
+    TensorRT: ``fp16`` lets it pick fp16 kernels where faster (the exported graph stays fp32;
+    the bins can then differ from the CPU's where two bins are nearly tied), and ``cache_dir``
+    keeps built engines so a restart does not rebuild them (seconds to minutes). CUDA: TF32
+    matrix arithmetic only with ``fp16`` (otherwise plain fp32, the precision the export was
+    verified in); the graph runs in its own fp32 precision either way.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for name in names:
+        if name == TENSORRT:
+            out[name] = {"trt_fp16_enable": "True" if fp16 else "False"}
+            if cache_dir:
+                out[name].update(trt_engine_cache_enable="True", trt_engine_cache_path=str(cache_dir))
+        elif name == CUDA:
+            out[name] = {"use_tf32": "1" if fp16 else "0"}
+    return out
+
+
 def judge(requested: Sequence[str], running: str) -> str:
     """'' when the first choice runs; a warning when a listed fallback runs; raises otherwise."""
     if running not in requested:

@@ -10,13 +10,13 @@ launch`` hands each process; the model path goes to the policy node only. The po
 configured and activated here (the lifecycle transitions ``ros2 launch`` leaves to
 ``autostart``); SIGINT or SIGTERM deactivate it (the stop command goes out), stop the
 simulator and let the recorder finalise its bag, then exit 0. The simulator and recorder
-classes are imported only when asked for, with an error naming the missing package.
+nodes are found by name through qt_common.components (the runtime names no simulator module) and
+imported only when asked for, with an error naming the missing package.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -52,30 +52,24 @@ class Component:
     finish: Callable[[Any], None] = lambda executor: None
 
 
-def _import(module: str, what: str, package: str) -> Any:
+def _factory(name: str) -> Any:
+    from qt_common.components import ComponentMissing, load_component
+
     try:
-        return getattr(importlib.import_module(module), what)
-    except (ImportError, AttributeError) as exc:
-        raise SystemExit(
-            f"qt run: cannot start the {package} node ({module}.{what}: {exc}); build it with scripts/setup.sh "
-            "and source env.sh"
-        ) from exc
+        return load_component(name)
+    except ComponentMissing as exc:
+        raise SystemExit(f"qt run: {exc}") from exc
 
 
 def make_sim(model: Path, use_sim_time: bool) -> Component:
-    """The sim driver fitted to the model's card (qt_policy_node.sim_fit); it publishes /clock for --use-sim-time."""
-    from rclpy.parameter import Parameter
-
-    from qt_policy_node.sim_fit import sim_parameters
-
-    overrides = {**sim_parameters(model), "publish_clock": use_sim_time}
-    node = _import("qt_sim.driver_node", "SimDriverNode", "qt_sim")(
-        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()])
+    """The sim driver fitted to the model's card (component ``sim``: qt_common.components names the
+    package, so this runtime imports no simulator code); it publishes /clock for --use-sim-time."""
+    node = _factory("sim")(model, use_sim_time)
     return Component("sim_driver", node, lambda executor: node.shutdown())
 
 
 def make_recorder() -> Component:
-    node = _import("qt_data_logger.recorder_node", "RecorderNode", "qt_data_logger")()
+    node = _factory("recorder")()
 
     def finish(executor: Any) -> None:
         # An episode that already ended keeps its grace period for late messages, then the

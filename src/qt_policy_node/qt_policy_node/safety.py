@@ -9,7 +9,8 @@ Rules, evaluated once per control tick:
   ``image_timeout_s``, no usable instruction (missing, unknown or longer than the limit), no
   heartbeat newer than ``heartbeat_timeout_s`` (when required), no proprioception newer than
   ``proprio_timeout_s`` (for models that take it), an image or pose stamped in the future by
-  more than ``future_stamp_tolerance_s``, or a model output that is not finite. Ages come from
+  more than ``future_stamp_tolerance_s``, a model output that is not finite, or (``goal_hold``, set
+  by the node's RunPolicy goal tracker) no running goal. Ages come from
   :func:`input_age`: an input is never younger than the time since it arrived, so no stamp,
   however wrong, keeps the arm moving on an input that stopped coming. Entering a hold publishes the stop
   command **once**; while the hold lasts nothing more is published (a controller that keeps
@@ -42,11 +43,13 @@ FUTURE_IMAGE_STAMP = "future_image_stamp"
 FUTURE_PROPRIO_STAMP = "future_proprio_stamp"
 INSTRUCTION_TOO_LONG = "instruction_too_long"
 MODEL_FAULT = "model_fault"
+# No RunPolicy goal runs while the node is in goal mode (goal_run.GoalTracker.holding).
+NO_GOAL = "no_goal"
 CLIP = "clip"
 SLEW = "slew"
 
 HOLD_RULES = (ESTOP, STALE_IMAGE, FUTURE_IMAGE_STAMP, NO_INSTRUCTION, UNKNOWN_INSTRUCTION, INSTRUCTION_TOO_LONG,
-              NO_HEARTBEAT, STALE_PROPRIO, FUTURE_PROPRIO_STAMP, MODEL_FAULT)
+              NO_HEARTBEAT, STALE_PROPRIO, FUTURE_PROPRIO_STAMP, MODEL_FAULT, NO_GOAL)
 ALL_RULES = (*HOLD_RULES, CLIP, SLEW)
 
 CLIP_TOLERANCE = 1e-6  # relative to the widest dimension's range
@@ -152,6 +155,8 @@ class SafetyLayer:
         self._holding = False
         self.estop_latched = False
         self._estop_input = False
+        # Set by the node from its RunPolicy goal tracker: no goal runs, so the arm holds (no_goal).
+        self.goal_hold = False
         self.counts: dict[str, int] = dict.fromkeys(ALL_RULES, 0)
         self.total_interventions = 0
 
@@ -192,6 +197,8 @@ class SafetyLayer:
         holds: list[str] = []
         if self.estop_latched:
             holds.append(ESTOP)
+        if self.goal_hold:
+            holds.append(NO_GOAL)
         self._check_age(holds, image_age_s, self.config.image_timeout_s, STALE_IMAGE, FUTURE_IMAGE_STAMP)
         instruction_rule = _INSTRUCTION_HOLDS.get(instruction_state)
         if instruction_rule:

@@ -1,1 +1,1 @@
-"""qt_sim: MuJoCo tabletop arm, its ROS 2 driver, the scripted expert and teleop nodes."""
+"""qt_sim: MuJoCo tabletop arm, its ROS 2 driver and the scripted expert."""

@@ -9,8 +9,9 @@ directly. Semantics (docs/SIM.md):
   Channels: motion (dx dy dz dyaw; from ArmAction or TwistStamped, newest wins) and gripper
   (from ArmAction or the gripper command, newest wins).
 * An episode starts with :meth:`start_episode` (scene reset with task and seed) and ends when
-  the task's success check holds (outcome success), at the horizon (failure), or by
-  :meth:`end_episode` (any outcome). Between episodes the scene is frozen: ticks still return
+  the task's success check holds (outcome success; ``success_check`` False turns this off, for
+  the sim standing in for a robot whose operator judges success), at the horizon (failure), or
+  by :meth:`end_episode` (any outcome). Between episodes the scene is frozen: ticks still return
   the state and the camera frame but nothing moves. Starting while an episode runs is refused.
 
 Thread use: create the driver, call :meth:`tick` and the episode methods on one thread (the
@@ -48,6 +49,9 @@ class DriverConfig:
     # decouples the simulated dynamics from the wall clock: control_rate_hz 30 with sim_period_s
     # 0.1 runs the 10 Hz robot three times faster than real time, tick for tick identical.
     sim_period_s: float = 0.0
+    # False: the task's success check never ends an episode (only end_episode or the horizon do),
+    # so the sim stands in for a real robot, where the operator judges success (qt eval --robot).
+    success_check: bool = True
 
     def __post_init__(self) -> None:
         if not self.control_rate_hz > 0:
@@ -272,6 +276,7 @@ class SimDriver:
             obs, _, terminated, truncated, _ = self.env.step_values(executed)
             self._image, self._proprio = obs["image"], obs["proprio"]
             stepped = True
+            terminated = terminated and self.config.success_check
             if terminated or truncated:
                 events.append(self._finish("success" if terminated else "failure"))
         return TickOutput(self._image, self.env.scene_state(), self._proprio, executed, stepped, events)

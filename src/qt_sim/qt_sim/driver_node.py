@@ -21,6 +21,7 @@ from typing import Any
 
 import rclpy
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
+from qt_common.ros_common import reliable, stamp_ns
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -35,7 +36,6 @@ from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.commands import CommandRejected
 from qt_sim.driver import DriverConfig, EpisodeEvent, EpisodeReply, LockstepGate, SimDriver, TickOutput
 from qt_sim.messages import event_messages, tick_messages
-from qt_sim.ros_common import reliable, stamp_ns
 from qt_sim.tasks import TASK_IDS
 
 OUTCOME_NAMES = {
@@ -55,6 +55,7 @@ PARAMETERS: dict[str, Any] = {
     "image_width": 96,
     "image_height": 96,
     "horizon": 100,
+    "success_check": True,  # false: only end_episode or the horizon end an episode (a robot stand-in)
     "command_timeout_s": 0.3,
     "tasks": "",  # comma-separated task ids; empty = all
     "instruction_split": "train",
@@ -89,6 +90,7 @@ class SimDriverNode(Node):
             width=int(p["image_width"]), height=int(p["image_height"]), horizon=int(p["horizon"]),
             control_rate_hz=float(p["control_rate_hz"]), command_timeout_s=float(p["command_timeout_s"]),
             tasks=tasks, instruction_split=str(p["instruction_split"]), sim_period_s=float(p["sim_period_s"]),
+            success_check=bool(p["success_check"]),
         )
         self.gate = LockstepGate(bool(p["lockstep"]), float(p["lockstep_timeout_s"]))
         self._episode_misses_at_start = 0

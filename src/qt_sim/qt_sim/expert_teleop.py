@@ -31,6 +31,7 @@ from typing import Any
 import rclpy
 from geometry_msgs.msg import PoseArray, PoseStamped
 from qt_common.action_spec import ActionSpec
+from qt_common.ros_common import arm_action, reliable, stamp_ns
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -38,8 +39,7 @@ from sensor_msgs.msg import JointState
 from qt_msgs.msg import ArmAction, EpisodeEvent
 from qt_msgs.srv import EndEpisode, StartEpisode
 from qt_sim.expert import ExpertKnobs, ScriptedExpert, WorldView
-from qt_sim.messages import arm_action, finger_positions, object_poses, pose_of
-from qt_sim.ros_common import reliable, stamp_ns
+from qt_sim.messages import finger_positions, object_poses, pose_of
 from qt_sim.teleop_common import EpisodePlan, TickAssembler, parse_task_list
 
 PARAMETERS: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """The sim's ROS messages, built and read in one place (rclpy message types, no DDS).
 
 Why shared: ``qt collect`` records episodes either through the node processes (sim driver,
-expert teleop, recorder over DDS) or in one process (qt_sim.inprocess_collect). Both paths must
+expert teleop, recorder over DDS) or in one process (qt_eval.inprocess_collect). Both paths must
 write the same bytes for the same seed, so the driver node, the expert teleop node and the
 in-process collector all build their messages, and read the expert's inputs back, with these
 functions. Importing message types and serialising them does no DDS traffic.
@@ -9,18 +9,14 @@ functions. Importing message types and serialising them does no DDS traffic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
-from qt_common.action_spec import ActionSpec
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from qt_msgs.msg import ArmAction
 from qt_msgs.msg import EpisodeEvent as EpisodeEventMsg
-from qt_sim.teleop_common import action_fields
 from qt_sim.world import CUBE_COLOURS, TARGET_COLOURS
 
 if TYPE_CHECKING:  # the driver pulls in MuJoCo; a teleop node that only builds actions must not
@@ -95,18 +91,6 @@ def event_messages(event: EpisodeEvent, stamp: Any) -> tuple[String | None, Epis
     """(instruction, event) the driver publishes for an episode event; the instruction only on START."""
     instruction = String(data=event.instruction) if event.event == "start" else None
     return instruction, event_message(event, stamp)
-
-
-def arm_action(spec: ActionSpec, normalized: Sequence[float], stamp: Any, frame_id: str,
-               source: int = ArmAction.SOURCE_EXPERT) -> ArmAction:
-    """A teleop's qt_msgs/ArmAction (values + bins) for a normalised action.
-
-    The expert stamps it with the frame it decided on (lockstep and the converter pair by it).
-    """
-    names, values, bins = action_fields(spec, normalized)
-    msg = ArmAction(dimension_names=names, values=values, bins=bins, num_bins=spec.num_bins, source=source)
-    msg.header.stamp, msg.header.frame_id = stamp, frame_id
-    return msg
 
 
 # ---- reading the expert's inputs back ----------------------------------------------------------

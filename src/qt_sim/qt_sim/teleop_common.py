@@ -1,16 +1,14 @@
-"""Pieces shared by the teleop nodes that need no ROS: episode plans, tick grouping, messages.
+"""Pieces of the scripted expert's teleop node that need no ROS: episode plans, tick grouping.
 
 Kept free of rclpy so tests exercise them directly; the nodes only move data in and out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qt_common.action_spec import ActionSpec
 
 from qt_sim.tasks import TASK_IDS, parse_task
 
@@ -79,9 +77,3 @@ class TickAssembler:
             del self._parts[stamp_ns]
             return parts
         return None
-
-
-def action_fields(spec: ActionSpec, normalized: Sequence[float]) -> tuple[list[str], list[float], list[int]]:
-    """(dimension_names, values, bins) of a qt_msgs/ArmAction for a normalised action."""
-    values = spec.normalized_to_values(np.asarray(normalized, dtype=np.float64))
-    return spec.names, [float(v) for v in values], [int(b) for b in spec.values_to_bins(values)]

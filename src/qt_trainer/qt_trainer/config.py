@@ -11,6 +11,7 @@ from typing import Any
 
 ALGORITHMS = ("q_transformer", "bc")
 OBS_MODES = ("image", "state")
+PRECISIONS = ("fp32", "bf16")  # TrainConfig.precision (CPU; CUDA uses amp)
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -103,6 +104,9 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     "small": {},
     "base": {"conv_channels": (32, 64, 128, 192), "conv_strides": (2, 2, 1, 1), "num_obs_tokens": 16, "d_model": 256,
              "num_layers": 4, "num_heads": 8},
+    # The public port's decode FLOPs at 224 px (bench/peer_compare.py counts both): for speed comparisons only.
+    "peer": {"conv_channels": (148, 296, 592, 1184), "conv_strides": (2, 2, 2, 2), "num_obs_tokens": 16,
+             "d_model": 512, "num_layers": 4, "num_heads": 8},
 }
 
 
@@ -119,8 +123,12 @@ class TrainConfig:
     lr_schedule: str = "cosine"  # or "constant"
     warmup_steps: int = 100
     gamma: float | None = None  # None: the dataset's gamma
-    n_step: int = 1
-    alpha: float = 1.0  # weight of the conservative term
+    # n-step returns and the conservative weight: chosen by the R4 sweep (bench/qt_sweep.py,
+    # docs/TRAINER.md). 1-step targets left failed episodes' Q near 0.5 after 6000 steps (zeros
+    # crawl back one step per backup along 70-step failure tails); alpha 1 let greedy leave the
+    # data's bins. 10 and 10: 19/30 validation layouts on mixed data vs 0-2/30.
+    n_step: int = 10
+    alpha: float = 10.0  # weight of the conservative term
     use_conservative: bool = True
     use_mc_bound: bool = True
     target_update: str = "polyak"  # or "copy"
@@ -139,6 +147,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, on CUDA only
+    # CPU arithmetic: "fp32", or "bf16" (torch CPU autocast: matmuls/convs in bfloat16, weights,
+    # optimiser and losses in fp32). docs/TRAINER.md "bf16 on CPU" has the measurement.
+    precision: str = "fp32"
     # torch intra-op threads. 1 by default: on a shared 2-core machine 2 threads next to another
     # busy process ran over 10x slower than 1 (bench/trainer_bench.py --threads-compare).
     num_threads: int = 1
@@ -165,6 +176,8 @@ class TrainConfig:
                              "eval_horizon >= 0")
         if self.num_threads < 0:
             raise ValueError(f"train config: 'num_threads' must be >= 0 (0: torch's default), got {self.num_threads}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train config: 'precision' must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train config: 'device' must be auto, cpu or cuda, got {self.device!r}")
 

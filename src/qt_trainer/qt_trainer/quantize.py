@@ -3,11 +3,17 @@
 Static (not dynamic) quantization, because the robot decodes at batch 1 on a CPU where the
 per-call cost of computing activation scales at run time eats most of the INT8 gain; the
 scales are fixed once from real frames of the training dataset instead. QDQ format with
-per-channel weights keeps one graph that every execution provider reads, and only the
-matrix ops (MatMul/Gemm/Conv) are quantized: ArgMax, Gather and the bin look-up table stay
-in float/int64, so the greedy decode is still one ``session.run`` and a bin is always a valid
-index. INT8 changes Q-values slightly, so bins can differ from the fp32 graph where two bins
-are nearly tied; :func:`bin_agreement` measures how often (the exporter records it in the card).
+per-channel weights keeps one graph that every execution provider reads. Only the
+convolutions are quantized: they hold the arithmetic of a decode at camera resolution (95 % of
+the FLOPs of the 224 px ``peer`` model; 150 of 202 ms under ONNX Runtime's profiler), while the
+transformer is some 150 small MatMuls, mostly one token wide, whose quantize/dequantize pairs
+cost more than the int8 arithmetic saves (quantizing them too made the decode 1.15-1.6x slower
+at the peer size, where convolutions alone make it 2.1-2.45x faster, and 3.5-23x slower at the
+default size, and lowered the bin agreement; bench/int8_bench.py, docs/TRAINER.md "INT8").
+ArgMax, Gather and the bin look-up table stay in float/int64, so the greedy decode is still
+one ``session.run`` and a bin is always a valid index. INT8 changes Q-values slightly, so bins
+can differ from the fp32 graph where two bins are nearly tied; :func:`bin_agreement` measures
+how often (the exporter records it in the card).
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ from typing import Any
 import numpy as np
 from qt_common.dataset import Dataset
 
-QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
-METHOD = "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations, MinMax"
+QUANTIZED_OPS = ("Conv",)
+METHOD = "onnxruntime static, QDQ, convolutions only, per-channel int8 weights, uint8 activations, MinMax"
 DEFAULT_CALIBRATION_FRAMES = 300
 
 

@@ -31,7 +31,7 @@ from qt_common.proprio import object_features
 from torch import Tensor
 
 from qt_trainer.checkpoint import load_checkpoint, save_checkpoint
-from qt_trainer.config import ALGORITHMS, MODEL_SIZES, OBS_MODES, ModelConfig, TrainConfig
+from qt_trainer.config import ALGORITHMS, MODEL_SIZES, OBS_MODES, PRECISIONS, ModelConfig, TrainConfig
 from qt_trainer.data import Batch, TransitionSampler
 from qt_trainer.losses import LossSettings, bc_loss, bellman_targets, q_transformer_loss
 from qt_trainer.model import QTransformer
@@ -150,6 +150,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: _lr_factor(s, self.config, self._time_progress()))
         self.amp = bool(config.amp and use_cuda)
+        self.cpu_bf16 = config.precision == "bf16" and not use_cuda  # CPU autocast (--precision bf16)
         self.step = 0
         self.command = command
         self.eval_history: list[dict[str, Any]] = []
@@ -271,7 +272,7 @@ class Trainer:
         idx = self.sampler.indices(self.step, self.config.batch_size, self.rank, self.world_size)
         t = self._tensors(self.sampler.batch(idx, self.step))
         self.net.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp or self.cpu_bf16):
             if t["aux"] is not None:
                 logits, aux = self.net(t["image"], t["embedding"], t["bins"], t["proprio"], with_aux=True)
             else:
@@ -454,6 +455,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         values["use_mc_bound"] = False
     if args.no_amp:
         values["amp"] = False
+    if args.precision:
+        values["precision"] = args.precision
     return replace(base, model=model, **values)
 
 
@@ -481,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-amp", action="store_true")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="CPU arithmetic: fp32 (default) or bf16 autocast (docs/TRAINER.md)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default 1: see docs/TRAINER.md)")
     parser.add_argument("--obs-mode", choices=OBS_MODES,
                         help="image (default) or state: object poses + proprio instead of the image (sim data)")
