@@ -92,7 +92,7 @@ RUNGS: dict[str, Rung] = {
     "R4": Rung("R4", "low-dim, mixed pick", "pick/", 1000, 32, "state", tuple(LEARNERS), 10.0, 1.5, 1000, 20,
                batch_size=64, lr=1e-3, collect_args=MIXED, seeds=(0, 1), steps=6000, comparison=True),
     "R5": Rung("R5", "vision, mixed pick, 64 px", "pick/", 1000, 64, "image", tuple(LEARNERS), 30.0, 1.5, 4000, 20,
-               collect_args=MIXED, seeds=(0, 1), steps=16000, comparison=True),
+               collect_args=MIXED, seeds=(0, 1), steps=12000, comparison=True),
     "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 60.0, 1.0, 10000,
                10, collect_args=MIXED, steps=60000, comparison=True),
 }
@@ -253,7 +253,8 @@ def table(results: list[dict[str, Any]]) -> str:
              "layouts, 95 % CI | target |", "|---|---|---|---|---|---|---|"]
     for r in results:
         rung, data = r["rung"], r["data"]
-        for learner in rung["learners"]:
+        verdict = f"{'; '.join(r['checks'])}: {'met' if r['met_target'] else 'MISSED'}"
+        for row, learner in enumerate(rung["learners"]):
             mine = [x for x in r["runs"] if x["learner"] == learner]
             k, n = _pooled(r["runs"], learner)
             seeds = "; ".join(f"s{x['seed']} {x['success']['successes']}/{x['success']['episodes']}" for x in mine)
@@ -264,7 +265,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"({data['successes'] / data['episodes']:.0%}) | "
                 f"{minutes} | {steps} | "
                 f"{_rate(k, n)}{f' ({seeds})' if len(mine) > 1 else ''} | "
-                f"{'; '.join(r['checks'])}: {'met' if r['met_target'] else 'MISSED'} |")
+                f"{verdict if row == 0 else ''} |")
     return "\n".join(lines)
 
 
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", action="append", default=[], metavar="RUNG=N",
                         help="override a rung's number of collected episodes")
     parser.add_argument("--learners", help="comparison rungs: only these learners (comma-separated), e.g. bc,qt")
+    parser.add_argument("--seeds", help="comparison rungs: these training seeds (comma-separated), e.g. 0")
     parser.add_argument("--precision", choices=("fp32", "bf16"),
                         help="qt train --precision for every training (default: qt train's); use its own --work")
     args = parser.parse_args(argv)
@@ -300,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--learners: unknown {unknown}; known {sorted(LEARNERS)}")
         rungs = [replace(r, learners=tuple(x for x in r.learners if x in wanted)) if r.comparison else r
                  for r in rungs]
+    if args.seeds:
+        seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+        rungs = [replace(r, seeds=seeds) if r.comparison else r for r in rungs]
     results = []
     for rung in rungs:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers.processes import ChildProcess
@@ -28,3 +29,14 @@ def children() -> Iterator[list[ChildProcess]]:
     yield started
     for child in started:
         child.stop()
+
+
+@pytest.fixture
+def peer() -> Iterator[Any]:
+    """A test-side ROS node (helpers.ros_peer.RosPeer), closed afterwards; rclpy is imported only
+    by the tests that ask for one."""
+    from helpers.ros_peer import RosPeer
+
+    p = RosPeer()
+    yield p
+    p.close()

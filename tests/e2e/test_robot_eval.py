@@ -43,13 +43,6 @@ INSTRUCTION = "pick up the red cube"
 STARTUP_S = 120
 
 
-@pytest.fixture
-def peer():
-    p = RosPeer()
-    yield p
-    p.close()
-
-
 def bag_actions(bag: Path) -> list[tuple[int, list[float]]]:
     """(source, values) of every qt/action message in a bag, in order."""
     return [(int(m.source), list(m.values)) for m in bag_messages(bag, "/qt/action")]

@@ -110,3 +110,11 @@ class ChildProcess:
 def python_child(module: str, *args: str, env: dict[str, str] | None = None) -> ChildProcess:
     """Run ``python -m module args...`` with the test helpers importable."""
     return ChildProcess([sys.executable, "-m", module, *args], env=env)
+
+
+def ros_args(**params: object) -> list[str]:
+    """``--ros-args -p name:=value ...`` for a node started with :func:`python_child`."""
+    args = ["--ros-args"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    return args

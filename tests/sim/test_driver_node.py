@@ -7,7 +7,6 @@ import itertools
 import math
 import time
 
-import pytest
 from geometry_msgs.msg import PoseArray, PoseStamped, TwistStamped
 from helpers.processes import python_child
 from helpers.ros_peer import RosPeer
@@ -29,13 +28,6 @@ def driver(*params: str, params_file: str | None = None):
     for p in params:
         args += ["-p", p]
     return python_child(*args)
-
-
-@pytest.fixture
-def peer():
-    p = RosPeer()
-    yield p
-    p.close()
 
 
 def arm_action(values: list[float], names: list[str] | None = None) -> ArmAction:

@@ -6,28 +6,12 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
-from helpers.processes import python_child
-from helpers.ros_peer import RosPeer
+from helpers.processes import python_child, ros_args
 from qt_common.action_spec import ActionSpec
 
 from qt_msgs.msg import ArmAction, EpisodeEvent
 
 STARTUP_S = 60
-
-
-@pytest.fixture
-def peer():
-    p = RosPeer()
-    yield p
-    p.close()
-
-
-def ros_args(**params: object) -> list[str]:
-    args = ["--ros-args"]
-    for name, value in params.items():
-        args += ["-p", f"{name}:={value}"]
-    return args
 
 
 def test_expert_operator_runs_labelled_episodes_against_the_driver(children, peer):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from helpers.joy_device import JoyDevice
-from helpers.processes import python_child
+from helpers.processes import python_child, ros_args
 from helpers.pty_child import python_pty_child
-from helpers.ros_peer import RosPeer
 from qt_common.action_spec import ActionSpec
 from sensor_msgs.msg import Joy
 from std_msgs.msg import Float64, String
@@ -16,20 +15,6 @@ from std_msgs.msg import Float64, String
 from qt_msgs.msg import ArmAction, EpisodeEvent
 
 STARTUP_S = 60
-
-
-@pytest.fixture
-def peer():
-    p = RosPeer()
-    yield p
-    p.close()
-
-
-def ros_args(**params: object) -> list[str]:
-    args = ["--ros-args"]
-    for name, value in params.items():
-        args += ["-p", f"{name}:={value}"]
-    return args
 
 
 def test_keyboard_teleop_in_a_terminal_publishes_actions_and_episode_events(children, peer):
