@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from qt_common.stats import rate_with_interval
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -107,13 +109,6 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{cmd[0]} {cmd[1]} failed ({code}); {log}:\n" + "\n".join(tail))
 
 
-def _rate(k: int, n: int) -> str:
-    from qt_common.stats import wilson_interval
-
-    low, high = wilson_interval(k, n)
-    return f"{k}/{n} = {k / max(n, 1):.0%} [{low:.0%}, {high:.0%}]"
-
-
 def _collect(rung: Rung, folder: Path) -> Path:
     bags, dataset, summary_file = folder / "bags", folder / "dataset", folder / "collect.json"
     if not summary_file.is_file():
@@ -167,7 +162,7 @@ def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, s
     per_task = json.loads(report_file.read_text())
     k, n = sum(v[0] for v in per_task.values()), sum(v[1] for v in per_task.values())
     result["success"] = {"successes": k, "episodes": n, "per_task": per_task}
-    print(f"  {learner} seed {seed}: {_rate(k, n)} ({result['training']['steps']} steps, "
+    print(f"  {learner} seed {seed}: {rate_with_interval(k, n)} ({result['training']['steps']} steps, "
           f"{result['training']['minutes']:.1f} min)", flush=True)
     return result
 
@@ -264,7 +259,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"| {rung['name']} {rung['title']} | {learner} | {data['episodes']} "
                 f"({data['successes'] / data['episodes']:.0%}) | "
                 f"{minutes} | {steps} | "
-                f"{_rate(k, n)}{f' ({seeds})' if len(mine) > 1 else ''} | "
+                f"{rate_with_interval(k, n)}{f' ({seeds})' if len(mine) > 1 else ''} | "
                 f"{verdict if row == 0 else ''} |")
     return "\n".join(lines)
 

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qt_common.stats import rate_with_interval
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS: dict[str, tuple[str, ...]] = {
     "base": ("--n-step", "1", "--alpha", "1", "--gamma", "0.98", "--target-update", "polyak", "--tau", "0.005"),
@@ -47,13 +49,6 @@ def _flags(variant: str) -> list[str]:
     return [*VARIANTS["base"], *items]
 
 
-def _rate(k: int, n: int) -> str:
-    from qt_common.stats import wilson_interval
-
-    low, high = wilson_interval(k, n)
-    return f"{k}/{n} = {k / max(n, 1):.0%} [{low:.0%}, {high:.0%}]"
-
-
 def run_variant(variant: str, data: Path, work: Path, steps: int, episodes_per_task: int) -> dict[str, Any]:
     run = work / variant
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -75,7 +70,8 @@ def run_variant(variant: str, data: Path, work: Path, steps: int, episodes_per_t
     result = {"variant": variant, "flags": _flags(variant), "steps": final["step"],
               "minutes": final["train_wall_s"] / 60, "successes": final["successes"], "episodes": final["episodes"],
               "curve": [(h["step"], h["successes"], h["episodes"]) for h in history], "diagnostics": summary}
-    print(f"  {variant}: {_rate(final['successes'], final['episodes'])} at step {final['step']}", flush=True)
+    rate = rate_with_interval(final["successes"], final["episodes"])
+    print(f"  {variant}: {rate} at step {final['step']}", flush=True)
     return result
 
 
@@ -85,7 +81,8 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         s, f = r["diagnostics"].get("success", {}), r["diagnostics"].get("failure", {})
         nan = float("nan")
-        lines.append(f"| {r['variant']} | {r['steps']} | {r['minutes']:.1f} | {_rate(r['successes'], r['episodes'])} | "
+        rate = rate_with_interval(r["successes"], r["episodes"])
+        lines.append(f"| {r['variant']} | {r['steps']} | {r['minutes']:.1f} | {rate} | "
                      f"{s.get('q_data_minus_mc_mean', nan):+.2f} | {f.get('q_data_mean', nan):.2f} | "
                      f"{s.get('greedy_equals_data', nan):.0%} / {f.get('greedy_equals_data', nan):.0%} |")
     return "\n".join(lines)

@@ -1,9 +1,9 @@
-"""qt_common.stats: the one-sided two-proportion test the ladder uses to claim a win."""
+"""qt_common.stats: the one-sided two-proportion test the ladder uses to claim a win, and the rate format."""
 
 from __future__ import annotations
 
 import pytest
-from qt_common.stats import greater_p_value
+from qt_common.stats import greater_p_value, rate_with_interval
 
 
 def test_greater_p_value_matches_a_hand_computed_z_test() -> None:
@@ -20,3 +20,8 @@ def test_greater_p_value_edges_and_bad_input() -> None:
     assert greater_p_value(10, 10, 0, 10) < 1e-4
     with pytest.raises(ValueError, match="successes"):
         greater_p_value(11, 10, 0, 10)
+
+
+def test_rate_with_interval_prints_the_wilson_interval() -> None:
+    assert rate_with_interval(100, 120) == "100/120 = 83% [76%, 89%]"
+    assert rate_with_interval(0, 0) == "0/0 = 0% [0%, 100%]"

@@ -8,7 +8,8 @@ trainer never does (qt_common's other modules stay numpy-only).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,3 +52,12 @@ def arm_action(spec: ActionSpec, normalized: Sequence[float], stamp: Any, frame_
                     source=ArmAction.SOURCE_EXPERT if source is None else source)
     msg.header.stamp, msg.header.frame_id = stamp, frame_id
     return msg
+
+
+def spin_until(spin: Callable[[], None], predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Call ``spin`` (one executor turn) until ``predicate`` holds; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:g} s")
+        spin()

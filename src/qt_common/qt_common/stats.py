@@ -41,3 +41,9 @@ def greater_p_value(k1: int, n1: int, k2: int, n2: int) -> float:
     if se == 0:
         return 0.0 if diff > 0 else 1.0
     return 0.5 * math.erfc(diff / se / math.sqrt(2))
+
+
+def rate_with_interval(successes: int, n: int) -> str:
+    """``k/n = 83% [76%, 89%]``: the one way reports and benches print a success rate."""
+    low, high = wilson_interval(successes, n)
+    return f"{successes}/{n} = {successes / max(n, 1):.0%} [{low:.0%}, {high:.0%}]"

@@ -9,7 +9,6 @@ instead of as a timeout. Topic names are relative (the defaults resolve to the c
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from qt_eval.children import ChildDied, ChildGroup
@@ -59,11 +58,9 @@ class EpisodeClient:
         self.executor.spin_once(timeout_sec=seconds)
 
     def spin_until(self, predicate: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout:g} s")
-            self.spin()
+        from qt_common.ros_common import spin_until
+
+        spin_until(self.spin, predicate, timeout, what)
 
     def wait_for_graph(self, publishers: dict[str, int], subscribers: dict[str, int], timeout: float) -> None:
         """Until DDS discovery shows at least these counts (topic names relative to this node)."""

@@ -243,11 +243,9 @@ class RobotSession:
         self.executor.spin_once(timeout_sec=seconds)
 
     def spin_until(self, predicate: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout:g} s")
-            self.spin()
+        from qt_common.ros_common import spin_until
+
+        spin_until(self.spin, predicate, timeout, what)
 
     def call(self, client: Any, request: Any, timeout: float = 30.0) -> Any:
         future = client.call_async(request)
