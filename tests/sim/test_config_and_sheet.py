@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import yaml
+from helpers.package_config import code_defaults, shipped_parameters
 from PIL import Image
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "qt_sim"
 
 
 @pytest.mark.parametrize(
@@ -20,15 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "qt_sim"
     ],
 )
 def test_yaml_lists_every_parameter_with_the_code_default(config, module, node):
-    import importlib
-
-    from ament_index_python.packages import get_package_share_directory
-
-    installed = Path(get_package_share_directory("qt_sim")) / "config" / config
-    assert installed.is_file(), f"{config} is not installed to share/qt_sim/config (rebuild with scripts/setup.sh)"
-    params = yaml.safe_load((SRC / "config" / config).read_text())[f"/**/{node}"]["ros__parameters"]
-    defaults = importlib.import_module(module).PARAMETERS
-    assert params == defaults
+    assert shipped_parameters("qt_sim", config, node) == code_defaults(module)
 
 
 def test_contact_sheet_command_writes_one_row_per_task(tmp_path):

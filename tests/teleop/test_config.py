@@ -3,15 +3,11 @@ are refused with a clear message and no traceback."""
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "qt_teleop"
+from helpers.package_config import code_defaults, shipped_parameters
 
 
 @pytest.mark.parametrize(
@@ -22,12 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "qt_teleop"
     ],
 )
 def test_yaml_lists_every_parameter_with_the_code_default(config, module, node):
-    from ament_index_python.packages import get_package_share_directory
-
-    installed = Path(get_package_share_directory("qt_teleop")) / "config" / config
-    assert installed.is_file(), f"{config} is not installed to share/qt_teleop/config (rebuild with scripts/setup.sh)"
-    params = yaml.safe_load((SRC / "config" / config).read_text())[f"/**/{node}"]["ros__parameters"]
-    assert params == importlib.import_module(module).PARAMETERS
+    assert shipped_parameters("qt_teleop", config, node) == code_defaults(module)
 
 
 @pytest.mark.parametrize(
