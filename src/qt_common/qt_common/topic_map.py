@@ -79,16 +79,10 @@ class TopicMap:
 
     @classmethod
     def load(cls, path: str | Path) -> TopicMap:
-        import yaml
+        from qt_common.yaml_file import read_yaml
 
         path = Path(path).expanduser()
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise TopicMapError(f"topic map {path}: cannot read it ({exc.strerror or exc})") from None
-        except yaml.YAMLError as exc:
-            raise TopicMapError(f"topic map {path}: not YAML ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_yaml(path, "topic map", TopicMapError), str(path))
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> TopicMap:

@@ -87,13 +87,9 @@ class Mapping:
     def load(cls, path: str | Path | None) -> Mapping:
         if path is None:
             return cls.parse(DEFAULT_MAPPING, "default mapping", defaults=True)
-        import yaml
+        from qt_common.yaml_file import read_yaml
 
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ImportError_(f"mapping {path}: cannot read it ({exc})") from None
-        return cls.parse(data, str(path))
+        return cls.parse(read_yaml(path, "mapping", ImportError_), str(path))
 
     @classmethod
     def parse(cls, data: Any, source: str, defaults: bool = False) -> Mapping:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+from qt_common.yaml_file import read_yaml
 
 MOTION_DIMS = ("dx", "dy", "dz", "dyaw")
 EPISODE_REQUESTS = ("start", "success", "failure", "discard")
@@ -122,13 +122,7 @@ class JoyMapping:
     @classmethod
     def load(cls, path: Path) -> JoyMapping:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise MappingError(f"mapping {path}: cannot read it ({exc})") from None
-        except yaml.YAMLError as exc:
-            raise MappingError(f"mapping {path}: not valid YAML ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_yaml(path, "mapping", MappingError), str(path))
 
 
 def _index(value: Any, where: str) -> int:
