@@ -3,6 +3,8 @@
     python bench/int8_bench.py --model-dir /tmp/models/r2_fp32 --data runs/ladder/R2/dataset
     python bench/int8_bench.py --size peer --image 224 --variants fp32 static_qdq dynamic_matmul
     python bench/int8_bench.py --size peer --image 224 --profile          # + time per operator type
+    python bench/int8_bench.py --model-dir /tmp/models/r2_fp32 --data runs/ladder/R2/dataset \
+        --calibration 1000 --check 500 --variants fp32 --sweep          # agreement vs settings
 
 Quantizes one fp32 ``policy.onnx`` several ways and times every variant through
 ``qt_policy_node``'s ``PolicyDecoder`` (one ``session.run`` per decode), the variants alternating
@@ -29,6 +31,13 @@ Variants (``--variants``):
 
 ``--profile`` runs ONNX Runtime's profiler on each variant and prints the time per operator type
 (the profiler's own overhead inflates every node; compare within the table).
+
+``--sweep`` measures greedy-bin agreement with fp32 (no timing) for the quantization settings
+one might try (calibration method and frames, per-tensor weights, symmetric activations,
+reduce_range, convolutions left in fp32, 16-bit activations), next to the fp32 graph's own
+noise floor: its agreement with itself when the image gets +-1 grey level of noise or proprio
+0.1 % (a policy whose bins flip under camera noise cannot agree with any INT8 graph more often
+than that), and how far the differing bins of the shipped setting are from fp32's.
 """
 
 from __future__ import annotations
@@ -48,35 +57,6 @@ VARIANTS = ("fp32", "static_qdq", "static_qdq_all", "static_qdq_heavy", "dynamic
             "static_qoperator", "static_qoperator_conv")
 
 
-def node_flops(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, float]:
-    """2 x multiply-adds of every MatMul/Gemm/Conv node at batch 1, from the shapes of one real run
-    (every such node's output is exposed as a graph output; static shape inference leaves the
-    decode loop's shapes unknown)."""
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(path))
-    weights = {init.name: list(init.dims) for init in model.graph.initializer}
-    nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
-    wanted = {t for n in nodes for t in (n.input[0], n.output[0])} - set(feeds)
-    known = {o.name for o in model.graph.output}
-    for name in sorted(wanted - known):
-        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    shapes = {name: list(value.shape) for name, value in zip(names, session.run(names, feeds), strict=True)}
-    shapes.update({k: list(v.shape) for k, v in feeds.items()})
-    out: dict[str, float] = {}
-    for node in nodes:
-        y = shapes[node.output[0]]
-        w = weights.get(node.input[1]) or shapes.get(node.input[1])
-        if node.op_type == "Conv":  # per output element: C_in/groups x kh x kw multiply-adds
-            out[node.name] = 2.0 * float(np.prod(y)) * float(np.prod(w[1:]))
-        else:
-            out[node.name] = 2.0 * float(np.prod(y)) * float(shapes[node.input[0]][-1])
-    return out
-
-
 def heavy_nodes(flops: dict[str, float], fraction: float) -> list[str]:
     """The largest nodes that together hold ``fraction`` of the counted arithmetic."""
     total, kept, acc = sum(flops.values()), [], 0.0
@@ -94,6 +74,72 @@ class Reader:
 
     def get_next(self):
         return next(self.rows, None)
+
+
+SWEEP_DIMS = ("dx", "dy", "dz", "dyaw", "gripper")
+
+
+def agreement_sweep(fp32: Path, tmp: Path, calib: dict[str, np.ndarray], check: dict[str, np.ndarray],
+                    flops: dict[str, float]) -> dict[str, dict]:
+    """Per-dimension agreement with fp32 bins for each setting (see the module docstring)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from qt_trainer.quantize import bin_agreement, decode_bins
+
+    ref = decode_bins(fp32, check)
+    convs = [n for n in flops if n.endswith("/Conv")]
+    rng = np.random.default_rng(0)
+    shipped = dict(per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                   calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv"])
+    settings = {f"shipped (MinMax, {len(calib['image'])} frames)": {}}
+    settings.update({f"MinMax, {n} frames": {"frames": n} for n in (100, 300) if n < len(calib["image"])})
+    settings.update({
+        "Entropy": {"calibrate_method": CalibrationMethod.Entropy},
+        "Percentile 99.999": {"calibrate_method": CalibrationMethod.Percentile},
+        "Percentile 99.99": {"calibrate_method": CalibrationMethod.Percentile,
+                             "extra_options": {"CalibPercentile": 99.99}},
+        "per-tensor weights": {"per_channel": False},
+        "symmetric int8 activations": {"activation_type": QuantType.QInt8,
+                                       "extra_options": {"ActivationSymmetric": True}},
+        "reduce_range (7-bit weights)": {"reduce_range": True},
+        "first conv kept fp32": {"nodes_to_quantize": convs[1:]},
+        f"only {convs[-1]} quantized": {"nodes_to_quantize": convs[-1:]},
+        "uint16 activations (weights alone)": {"activation_type": QuantType.QUInt16},
+    })
+    rows: dict[str, dict] = {}
+    shipped_bins = None
+    for name, change in settings.items():
+        options = {**shipped, **change}
+        frames = options.pop("frames", len(calib["image"]))
+        out = tmp / "sweep.onnx"
+        quantize_static(str(fp32), str(out), Reader({k: v[:frames] for k, v in calib.items()}),
+                        quant_format=QuantFormat.QDQ, **options)
+        bins = decode_bins(out, check)
+        shipped_bins = bins if shipped_bins is None else shipped_bins
+        rows[name] = bin_agreement(ref, bins)
+    noisy_image = np.clip(check["image"].astype(np.int16) + rng.integers(-1, 2, check["image"].shape), 0, 255)
+    rows["fp32 itself, image +-1 grey level"] = bin_agreement(
+        ref, decode_bins(fp32, {**check, "image": noisy_image.astype(np.uint8)}))
+    if "proprio" in check:
+        noisy = check["proprio"] * (1 + 1e-3 * rng.standard_normal(check["proprio"].shape))
+        rows["fp32 itself, proprio x (1 + 0.1 % noise)"] = bin_agreement(
+            ref, decode_bins(fp32, {**check, "proprio": noisy.astype(np.float32)}))
+    print(f"\ngreedy-bin agreement with fp32 on {len(ref)} frames, per dim {SWEEP_DIMS[:ref.shape[1]]}:")
+    for name, row in rows.items():
+        print(f"  {name:<42} {row['per_dim']}  min {min(row['per_dim']):.3f}  all dims {row['all_dims']:.3f}")
+    distance = np.abs(shipped_bins - ref)
+    earlier_agree = np.cumprod(shipped_bins == ref, axis=1)
+    print("shipped setting, where bins differ: |bin - fp32 bin| p50, share within 1 bin, agreement when the "
+          "earlier dims agree:")
+    for k in range(ref.shape[1]):
+        differ = distance[:, k][distance[:, k] > 0]
+        given = earlier_agree[:, k - 1].astype(bool) if k else np.ones(len(ref), bool)
+        conditional = float((shipped_bins[given, k] == ref[given, k]).mean())
+        rows.setdefault("shipped_detail", {})[SWEEP_DIMS[k]] = {
+            "differ": int(differ.size), "median_distance": float(np.median(differ)) if differ.size else 0.0,
+            "within_1_bin": round(float((distance[:, k] <= 1).mean()), 3),
+            "agreement_given_earlier_dims": round(conditional, 3), "earlier_agree_frames": int(given.sum())}
+        print(f"  {SWEEP_DIMS[k]:<8} {rows['shipped_detail'][SWEEP_DIMS[k]]}")
+    return rows
 
 
 def make_variant(name: str, fp32: Path, out: Path, calib: dict[str, np.ndarray], heavy: list[str],
@@ -213,9 +259,11 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=2, help="timed passes (a discarded warm-up pass first)")
     parser.add_argument("--heavy-fraction", type=float, default=0.9)
     parser.add_argument("--profile", action="store_true", help="time per operator type (ONNX Runtime profiler)")
+    parser.add_argument("--sweep", action="store_true", help="agreement vs quantization settings (no timing)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from qt_policy_node.decoder import PolicyDecoder
+    from qt_trainer.quantize import node_flops
 
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -229,8 +277,10 @@ def main() -> int:
         results["counted_gflop_matmul_conv"] = round(sum(flops.values()) / 1e9, 4)
         results["matmul_gemm_conv_nodes"] = len(flops)
         results["heavy_nodes"] = len(heavy)
-        print(f"{len(flops)} MatMul/Gemm/Conv nodes, {sum(flops.values()) / 1e9:.3f} GFLOP; {len(heavy)} hold "
-              f"{args.heavy_fraction:.0%} of it", flush=True)
+        share = sum(v for n, v in flops.items() if n.endswith("/Conv")) / sum(flops.values())
+        results["conv_flop_share"] = round(share, 4)
+        print(f"{len(flops)} MatMul/Gemm/Conv nodes, {sum(flops.values()) / 1e9:.3f} GFLOP ({share:.1%} in "
+              f"convolutions); {len(heavy)} hold {args.heavy_fraction:.0%} of it", flush=True)
         decoders = {}
         for name in args.variants:
             directory = model_dir
@@ -288,6 +338,8 @@ def main() -> int:
             print(f"{'model_run (profiled)':<26}" + "".join(f"{total:>22.3f}" for _, total in profiles.values()))
             results["profile_ms"] = {name: {"ops": {op: list(v) for op, v in p.items()}, "model_run": total}
                                      for name, (p, total) in profiles.items()}
+        if args.sweep:
+            results["sweep"] = agreement_sweep(fp32, tmp, calib, check, flops)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -18,6 +18,10 @@ and DDS delivery both ways. PolicyStatus splits it: ``tick wait`` is the frame's
 tick started, ``tick->cmd`` the time from the tick to the command's arrival here (decode,
 safety layer, publish, delivery), ``inference`` the ONNX Runtime time alone.
 
+``--trace`` starts the node with bench/node_trace on its PYTHONPATH, which times the stages of
+each decided frame inside the node process (camera publish -> callback, image conversion,
+decode, safety layer, message, publish) and joins them with the command's arrival here.
+
 ``--modes``: the node's ``control_mode`` parameter, one run per mode and rate. ``frame`` decides
 when a frame arrives (rate-limited to the control rate), which removes the tick wait; the
 camera at 1 % below the control rate never hits that rate limit.
@@ -29,7 +33,13 @@ late or ran longer than one period (/diagnostics).
 Model: ``--model``, else models/default when it exists, else an untrained model of the default
 ("small") architecture exported to a temporary directory (same graph and cost as a trained one).
 For a model with proprioception the camera thread also publishes a fixed ``ee_pose`` and
-``joint_states`` stamped like each frame, so the node's stale-proprio hold never fires.
+``joint_states`` (``--arm-offset`` periods after each frame, default half a period: an arm-state
+stream of its own; 0: just before each frame, as this bench did first), so the node's
+stale-proprio hold never fires.
+
+``--idle-decode`` first times the decoder in this process back to back and with one control
+period of idle between decodes: an idle core loses its caches, so the node's decode (one per
+frame) is slower than a back-to-back benchmark's.
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 WARMUP_S = 3.0
+WARMUP_DECODES = 20
 
 
 def export_default_architecture(out_dir: Path) -> Path:
@@ -84,12 +95,14 @@ def pick_model(arg: str | None, scratch: Path) -> tuple[Path, str]:
 class Camera(threading.Thread):
     """Publishes frames at a fixed rate from its own thread, remembering each publish time."""
 
-    def __init__(self, publisher, height: int, width: int, rate_hz: float, seconds: float, arm=None) -> None:
+    def __init__(self, publisher, height: int, width: int, rate_hz: float, seconds: float, arm=None,
+                 arm_offset: float = 0.5) -> None:
         super().__init__(daemon=True)
         from sensor_msgs.msg import Image
 
         self.publisher, self.period, self.seconds = publisher, 1.0 / rate_hz, seconds
         self.arm = arm  # (pose publisher, joint_states publisher): models with proprio need both
+        self.arm_offset = arm_offset  # arm state this many periods after each frame (0: just before it)
         rng = np.random.default_rng(0)
         self.frames = []
         for _ in range(8):  # a few different images, so the model sees changing input
@@ -110,23 +123,30 @@ class Camera(threading.Thread):
             stamp_ns = int(now * 1e9)
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
             self.published[stamp_ns] = now
-            if self.arm is not None:
-                self._publish_arm(msg.header.stamp)
+            if self.arm is not None and not self.arm_offset:
+                self._publish_arm()
             self.publisher.publish(msg)
             i += 1
             next_time += self.period
+            if self.arm is not None and self.arm_offset:
+                time.sleep(max(0.0, next_time - (1.0 - self.arm_offset) * self.period - time.monotonic()))
+                self._publish_arm()
             time.sleep(max(0.0, next_time - time.monotonic()))
 
-    def _publish_arm(self, stamp) -> None:
-        """A fixed arm state stamped like the frame, so proprio is never stale."""
+    def _publish_arm(self) -> None:
+        """A fixed arm state, stamped now, so proprio is never stale. By default half a period
+        after each frame, as an arm-state stream of its own: sent just before each frame
+        (``--arm-offset 0``), the node handles those two messages first and every frame's
+        latency carries them."""
         from geometry_msgs.msg import PoseStamped
         from sensor_msgs.msg import JointState
 
+        stamp_ns = time.time_ns()
         pose = PoseStamped()
-        pose.header.stamp = stamp
+        pose.header.stamp.sec, pose.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         pose.pose.position.z, pose.pose.orientation.w = 0.2, 1.0
         joints = JointState(name=["finger_left", "finger_right"], position=[0.02, 0.02])
-        joints.header.stamp = stamp
+        joints.header.stamp = pose.header.stamp
         self.arm[0].publish(pose)
         self.arm[1].publish(joints)
 
@@ -138,7 +158,59 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return float(np.percentile(array, 50)), float(np.percentile(array, 99)), float(array.max())
 
 
-def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: float, mode: str = "timer") -> dict:
+TRACE_STAGES = (  # (name, from event, to event); events of bench/node_trace, "arrival" = command here
+    ("camera publish -> node callback", "stamp", "callback"),
+    ("image conversion", "callback", "converted"),
+    ("callback -> decode (holds, trigger)", "converted", "decode"),
+    ("decode (in the node)", "decode", "decoded"),
+    ("safety layer", "decoded", "tick done"),
+    ("tick -> publish (message, bins)", "tick done", "publish ArmAction"),
+    ("publish -> arrival here", "publish ArmAction", "arrival"),
+    ("after the command: twist, gripper, status", "published ArmAction", "published PolicyStatus"),
+)
+
+
+def trace_stages(path: Path, first_command: dict[int, float], frames: dict[int, float]) -> dict[str, list[float]]:
+    """p50 and p90 ms of each TRACE_STAGES stage over the measured frames the node decided on."""
+    per_frame: list[dict[str, float]] = []
+    for stage, when, stamp in json.loads(path.read_text()):
+        if stage == "callback":
+            per_frame.append({"stamp": stamp / 1e9, "callback": when, "arrival": first_command.get(stamp, 0.0),
+                              "measured": stamp in frames})
+        elif per_frame and stage not in per_frame[-1]:
+            per_frame[-1][stage] = when
+    out = {}
+    for name, start, end in TRACE_STAGES:
+        ms = [(f[end] - f[start]) * 1e3 for f in per_frame
+              if f["measured"] and f.get(start) and f.get(end) and "decoded" in f]
+        out[name] = [round(float(np.percentile(ms, q)), 3) for q in (50, 90)] if ms else []
+    return out
+
+
+def idle_decode(model: Path, rates: list[float], decodes: int = 200) -> dict[str, float]:
+    """Decode p50 ms back to back and with one period of each rate idle between decodes."""
+    from qt_policy_node.decoder import PolicyDecoder
+
+    decoder = PolicyDecoder(model, threads=1)
+    rng = np.random.default_rng(0)
+    height, width = decoder.image_size
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    embedding = rng.standard_normal(decoder.embed_dim).astype(np.float32)
+    proprio = np.zeros(decoder.proprio_dim, np.float32) if decoder.proprio_dim else None
+    out = {}
+    for label, gap in [("back to back", 0.0)] + [(f"{rate:g} Hz", 1.0 / rate) for rate in rates]:
+        times = []
+        for _ in range(WARMUP_DECODES + decodes):
+            time.sleep(gap)
+            started = time.perf_counter()
+            decoder.decode(image, embedding, proprio)
+            times.append(time.perf_counter() - started)
+        out[label] = round(float(np.median(times[WARMUP_DECODES:])) * 1e3, 3)
+    return out
+
+
+def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: float, mode: str = "timer",
+            trace: Path | None = None, arm_offset: float = 0.5) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from helpers.processes import ChildProcess
@@ -158,7 +230,8 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
         "-p", f"image_height:={height}", "-p", f"image_width:={width}", "-p", "use_text_encoder:=false",
         "-p", f"image_timeout_s:={max(0.5, 5.0 / rate)}", "-p", "diagnostics_period_s:=0.5",
         "-p", f"control_mode:={mode}",
-    ])
+    ], env=None if trace is None else {**os.environ, "QT_NODE_TRACE": str(trace), "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT / "bench" / "node_trace"), os.environ.get("PYTHONPATH", "")) if p)})
     context = rclpy.Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("latency_bench", namespace="bench", context=context)
@@ -195,7 +268,7 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
                 raise RuntimeError("policy node did not match the camera within 30 s")
             executor.spin_once(timeout_sec=0.05)
         instruction_pub.publish(String(data=instruction))
-        camera = Camera(image_pub, height, width, rate * camera_ratio, WARMUP_S + seconds, arm)
+        camera = Camera(image_pub, height, width, rate * camera_ratio, WARMUP_S + seconds, arm, arm_offset)
         camera.start()
         measure_from = time.time() + WARMUP_S
         while camera.is_alive():
@@ -228,7 +301,9 @@ def measure(model: Path, card: dict, rate: float, seconds: float, camera_ratio: 
         nearest = int(min(stamps[index - 1], stamps[index], key=lambda s: abs(s - target)))
         if nearest in first_command:
             tick_to_command.append((first_command[nearest] - tick) * 1e3)
+    stages = trace_stages(trace, first_command, frames) if trace is not None else {}
     return {
+        "trace_ms_p50_p90": stages,
         "mode": mode,
         "rate": rate,
         "frames": len(frames),
@@ -253,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="policy directory; default models/default or untrained")
     parser.add_argument("--camera-ratio", type=float, default=0.99, help="camera rate / control rate (0.99)")
     parser.add_argument("--modes", default="timer", help="policy node control_mode(s), comma-separated: timer, frame")
+    parser.add_argument("--arm-offset", type=float, default=0.5,
+                        help="models with proprio: arm state this many periods after each frame (0: just before)")
+    parser.add_argument("--idle-decode", action="store_true",
+                        help="first: decode p50 back to back and with one control period idle in between")
+    parser.add_argument("--trace", action="store_true", help="time the stages inside the node (bench/node_trace)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -263,8 +343,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{card['image']['width']}; {args.seconds:g} s per rate after {WARMUP_S:g} s warm-up; "
               f"{os.cpu_count()} CPUs", flush=True)
         results = []
+        rates = [float(r) for r in args.rates.split(",")]
+        idle = idle_decode(model, rates) if args.idle_decode else {}
+        if idle:
+            print("decode p50 in this process: " + ", ".join(f"{k} {v:.3f} ms" for k, v in idle.items())
+                  + " (idle between decodes: one control period)", flush=True)
         for rate, mode in ((float(r), m) for r in args.rates.split(",") for m in args.modes.split(",")):
-            result = measure(model, card, rate, args.seconds, args.camera_ratio, mode)
+            trace = Path(scratch) / f"trace-{rate:g}-{mode}.json" if args.trace else None
+            result = measure(model, card, rate, args.seconds, args.camera_ratio, mode, trace, args.arm_offset)
             results.append(result)
             lat, wait, inf = result["latency_ms"], result["tick_wait_ms"], result["inference_ms"]
             proc = result["tick_to_command_ms"]
@@ -278,8 +364,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{result['provider']}]",
                 flush=True,
             )
+            for stage, (p50, p90) in ((k, v) for k, v in result["trace_ms_p50_p90"].items() if v):
+                print(f"    {stage:<44} p50 {p50:6.3f}  p90 {p90:6.3f} ms", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"model": str(model), "what": what, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"model": str(model), "what": what, "idle_decode_ms_p50": idle,
+                                         "results": results}, indent=1))
     return 0
 
 

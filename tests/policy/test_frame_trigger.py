@@ -139,6 +139,33 @@ def test_node_ticks_on_frames_only_in_frame_mode(make_node, tiny_model, mode):
         assert len(ticks) == 1 and ticks[0].decoded
 
 
+def test_frame_and_timer_modes_send_the_same_command_for_the_same_frame(make_node, tiny_model):
+    """Parity: frame mode changes when a decision is made, never what is sent: the same frame
+    gives the same command in both modes, inside the action spec, echoing the frame's stamp."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from std_msgs.msg import String
+
+    sent = {}
+    for mode in ("frame", "timer"):
+        node = make_node(tiny_model, "control_rate_hz:=1.0", f"control_mode:={mode}")
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        node.trigger_activate()
+        commands: list[tuple[np.ndarray, float]] = []
+        node._publish_command = lambda values, stamp_s, out=commands: out.append((values.copy(), stamp_s))
+        node._on_instruction(String(data=INSTRUCTION))
+        msg = _image_msg(node, 7)
+        node._on_image(msg)
+        if mode == "timer":
+            assert commands == []  # nothing before the tick
+            node._on_timer()
+        assert len(commands) == 1
+        values, stamp_s = commands[0]
+        assert stamp_s == msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        sent[mode] = values
+    np.testing.assert_array_equal(sent["frame"], sent["timer"])
+    assert ((sent["frame"] >= SPEC.low) & (sent["frame"] <= SPEC.high)).all()
+
+
 def test_node_refuses_an_unknown_control_mode(make_node, tiny_model):
     from rclpy.lifecycle import TransitionCallbackReturn
 

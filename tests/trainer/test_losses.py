@@ -82,6 +82,51 @@ def test_td_term_uses_the_data_bin_of_each_dimension() -> None:
     assert parts["loss/td"].item() == pytest.approx(0.0, abs=1e-8)
 
 
+def test_minimiser_is_the_closed_form_per_bin_value() -> None:
+    """Free Q values of one state trained on one transition: with the neighbour weights w_b the
+    loss is sum_b [w_b / W (q_b - y)^2 + alpha (1 - w_b) / (N - 1) q_b^2] / 2 (or its
+    cross-entropy form), whose minimiser is q_b = (w_b / W) y / (w_b / W + alpha (1 - w_b) / (N - 1))
+    for both: y at the data bin, falling with the distance from it, and the one-hot objective's
+    (y, 0, 0, ...) when sigma is 0."""
+    n, data_bin, y, alpha = 9, 4, 0.8, 2.0
+    bins, targets = torch.tensor([[data_bin]]), torch.tensor([[y]])
+    for sigma, regression in ((0.0, "mse"), (1.5, "mse"), (0.0, "bce"), (1.5, "bce")):
+        settings = LossSettings(alpha=alpha, bin_sigma=sigma, regression=regression)
+        logits = torch.zeros(1, 1, n, requires_grad=True)
+        optimiser = torch.optim.Adam([logits], lr=0.05)
+        for _ in range(3000):
+            optimiser.zero_grad()
+            q_transformer_loss(logits, bins, targets, settings)[0].backward()
+            optimiser.step()
+        offsets = torch.arange(n, dtype=torch.float32) - data_bin
+        w = torch.exp(-0.5 * (offsets / sigma) ** 2) if sigma else (offsets == 0).float()
+        expected = (w / w.sum()) * y / (w / w.sum() + alpha * (1 - w) / (n - 1))
+        # atol: the zeros are sigmoid's limit, approached slowly
+        torch.testing.assert_close(torch.sigmoid(logits[0, 0]).detach(), expected, atol=1e-2, rtol=0)
+        if sigma:
+            q = expected.tolist()
+            assert q[data_bin] == pytest.approx(y) and q[3] == q[5] and y > q[3] > q[2] > q[1] > 0.0
+        else:
+            assert expected[data_bin] == y and expected.sum() == y
+
+
+def test_cross_entropy_regression_does_not_saturate() -> None:
+    """A data bin whose Q sits near 0 but whose target is high: the squared error's gradient on
+    the logit is (Q - y) Q (1 - Q), nearly 0; the cross-entropy's is (Q - y)."""
+    logits = torch.full((1, 1, 4), -5.0, requires_grad=True)  # Q = 0.0067
+    bins, targets = torch.tensor([[2]]), torch.tensor([[0.8]])
+    grads = {}
+    for regression in ("mse", "bce"):
+        logits.grad = None
+        q_transformer_loss(logits, bins, targets, LossSettings(use_conservative=False, regression=regression)
+                           )[0].backward()
+        grads[regression] = logits.grad[0, 0, 2].item()
+    q = torch.sigmoid(torch.tensor(-5.0)).item()
+    assert grads["bce"] == pytest.approx(q - 0.8, rel=1e-4)
+    assert grads["mse"] == pytest.approx((q - 0.8) * q * (1 - q), rel=1e-4)
+    assert abs(grads["bce"]) > 100 * abs(grads["mse"])
+
+
 def test_bc_loss_is_cross_entropy_over_bins() -> None:
     logits = torch.randn(4, 3, 6, generator=torch.Generator().manual_seed(0))
     bins = torch.tensor([[0, 1, 2], [3, 4, 5], [5, 5, 5], [0, 0, 0]])

@@ -11,8 +11,9 @@ import torch
 from qt_common.action_spec import ActionSpec
 from qt_policy_node.decoder import PolicyDecoder
 from qt_trainer.config import MODEL_SIZES, ModelConfig
-from qt_trainer.export import export_policy, int8_frames
+from qt_trainer.export import export_policy, int8_frames, int8_summary
 from qt_trainer.model import QTransformer
+from qt_trainer.quantize import WORTHWHILE_SPEEDUP, node_flops
 from qt_trainer.synthetic import INSTRUCTIONS, write_synthetic_dataset
 
 
@@ -85,3 +86,27 @@ def test_int8_quantizes_only_the_convolutions(exports) -> None:
     consumers = {n.op_type for n in graph.node if set(n.input) & dequantized_weights}
     assert dequantized_weights and consumers == {"Conv"}
     assert any(n.op_type == "MatMul" for n in graph.node)
+
+
+def test_int8_card_says_what_int8_carries_and_how_fast_it_ran(exports) -> None:
+    """The card records the convolutions' share of the arithmetic (counted from one real run's
+    shapes, only Conv nodes in it) and both graphs' decode time at export (values not judged:
+    they depend on the machine)."""
+    fp32, int8, check = exports
+    quantization = PolicyDecoder(int8).card["quantization"]
+    flops = node_flops(fp32 / "policy.onnx", {name: value[:1] for name, value in check.items()})
+    convs = sum(v for name, v in flops.items() if name.endswith("/Conv"))
+    assert 0 < convs < sum(flops.values())
+    assert quantization["conv_flop_share"] == round(convs / sum(flops.values()), 4)
+    speed = quantization["decode_speed_at_export"]
+    assert speed["fp32_ms_p50"] > 0 and speed["int8_ms_p50"] > 0 and speed["decodes"] >= 3
+
+
+@pytest.mark.parametrize("speedup", [WORTHWHILE_SPEEDUP - 0.3, WORTHWHILE_SPEEDUP + 0.8])
+def test_int8_export_warns_when_int8_is_not_faster(speedup: float) -> None:
+    quantization = {"conv_flop_share": 0.46, "bin_agreement_vs_fp32": {"frames": 500, "per_dim": [0.9] * 5},
+                    "decode_speed_at_export": {"fp32_ms_p50": 0.64, "int8_ms_p50": 0.64 / speedup,
+                                               "speedup": speedup}}
+    line, warning = int8_summary(quantization)
+    assert "46%" in line and f"x{speedup:.2f}" in line
+    assert bool(warning) == (speedup < WORTHWHILE_SPEEDUP)

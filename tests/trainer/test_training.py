@@ -106,6 +106,43 @@ def test_soft_bc_targets_keep_the_mode_and_spread_over_neighbouring_bins(tmp_pat
     assert probs[common[0]] < 0.5
 
 
+def test_action_prediction_head_learns_the_behaviour_while_greedy_q_follows_the_return(tmp_path: Path, train_mdp,
+                                                                                        embedder) -> None:
+    """The Q-T's action-prediction auxiliary is reward-free: its head predicts the data's most
+    frequent action (which failed), while greedy decoding (the Q head) picks the rare action
+    that succeeded. BC gets no such head."""
+    common, rare = (70, 180), (200, 20)
+    data = write_mdp(tmp_path / "aux", [([0], [common], "failure")] * 3 + [([0], [rare], "success")], 0.9, repeat=2)
+    trainer = train_mdp(data, 300, action_aux_weight=1.0)
+    model = trainer.model.eval()
+    assert model.cfg.action_aux
+    with torch.no_grad():
+        image = torch.from_numpy(state_image(0)[None])
+        bins, _ = model.greedy(image, trainer.embeddings[:1])
+        _, _, predicted = model(image, trainer.embeddings[:1], torch.tensor([list(common)]), with_aux=True)
+    assert bins[0].tolist() == list(rare)
+    assert predicted[0].argmax(-1).tolist() == list(common)
+    bc = Trainer(tiny_config(1, action_aux_weight=1.0, model=replace(tiny_config(1).model, algorithm="bc")), data,
+                 None, embedder=embedder, progress=False)
+    assert not bc.model.cfg.action_aux
+
+
+def test_init_from_takes_the_weights_of_another_run(tmp_path: Path, train_mdp, embedder) -> None:
+    """A Q-T started from a BC run (same architecture, other loss) begins with every weight of
+    the BC run, its target network too, but this dataset's input statistics."""
+    data = write_mdp(tmp_path / "d", [([0, 1], [(70, 180), (200, 20)], "success")], 0.9)
+    bc = train_mdp(data, 20, model=replace(tiny_config(1).model, algorithm="bc"))
+    bc.save(tmp_path / "bc.pt")
+    qt = Trainer(tiny_config(1, init_from=str(tmp_path / "bc.pt")), data, None, embedder=embedder, progress=False)
+    source, statistics = bc.model.state_dict(), {"proprio_mean", "proprio_std", "state_mean", "state_std"}
+    assert set(qt.initialised_from) == set(source) - statistics
+    for name in qt.initialised_from:
+        assert torch.equal(qt.model.state_dict()[name], source[name])
+        assert torch.equal(qt.target.state_dict()[name], source[name])
+    with pytest.raises(ValueError, match="no file"):
+        Trainer(tiny_config(1, init_from=str(tmp_path / "missing.pt")), data, None, embedder=embedder, progress=False)
+
+
 def test_cli_train_then_export(synthetic: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "train" in VERBS and "export" in VERBS
     run = tmp_path / "run"

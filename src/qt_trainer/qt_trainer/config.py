@@ -12,6 +12,7 @@ from typing import Any
 ALGORITHMS = ("q_transformer", "bc")
 OBS_MODES = ("image", "state")
 PRECISIONS = ("fp32", "bf16")  # TrainConfig.precision (CPU; CUDA uses amp)
+Q_REGRESSIONS = ("mse", "bce")  # TrainConfig.q_regression
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -53,6 +54,9 @@ class ModelConfig:
     coord_channels: bool = True  # x/y coordinate planes appended to the pixels (CoordConv)
     num_obs_tokens: int = 16  # spatial-softmax keypoints, each a token with its coordinates
     aux_dim: int = 0  # auxiliary head: object positions predicted from the keypoints (training only)
+    # Q-T: a second head on the action tokens predicts the recorded action (training only,
+    # TrainConfig.action_aux_weight); greedy decoding never reads it.
+    action_aux: bool = False
     d_model: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -131,6 +135,22 @@ class TrainConfig:
     alpha: float = 10.0  # weight of the conservative term
     use_conservative: bool = True
     use_mc_bound: bool = True
+    # Q-T: neighbouring bins share the data bin's target, Gaussian of this width in bins
+    # (losses.q_transformer_loss; 0: the paper's one-hot objective).
+    q_bin_sigma: float = 0.0
+    # Q-T: "mse" (the paper's squared error) or "bce" (cross-entropy on the logits: the same
+    # fixed point, no sigmoid saturation; losses.q_transformer_loss).
+    q_regression: str = "mse"
+    # Q-T: weight of the action-prediction auxiliary (cross-entropy of the recorded bins, all
+    # transitions, soft targets of bc_label_sigma) on a head of its own; 0: off. Why: from
+    # pixels, Q-learning alone leaves the state representation blurred where the value hardly
+    # changes (4 cm from the cube or above it, both lead to success) and greedy then stalls next
+    # to the cube; predicting the operator's next move forces the trunk to resolve those states.
+    # Reward-free (successes and failures alike): selecting actions stays the Q head's job.
+    action_aux_weight: float = 0.0
+    # A checkpoint (run dir or .pt) whose weights of matching name and shape start this run,
+    # e.g. a BC run's trunk under a Q-T (the heads are re-learned); "" starts from scratch.
+    init_from: str = ""
     target_update: str = "polyak"  # or "copy"
     tau: float = 0.005  # Polyak rate per step
     target_copy_every: int = 500  # steps between copies when target_update == "copy"
@@ -169,13 +189,17 @@ class TrainConfig:
             raise ValueError(f"train config: 'n_step' must be >= 1, got {self.n_step}")
         if not 0.0 < self.tau <= 1.0 or self.target_copy_every < 1:
             raise ValueError("train config: need 0 < tau <= 1 and target_copy_every >= 1")
-        if min(self.alpha, self.augment_shift, self.aux_weight, self.bc_label_sigma) < 0:
-            raise ValueError("train config: 'alpha', 'augment_shift', 'aux_weight' and 'bc_label_sigma' must be >= 0")
+        if min(self.alpha, self.augment_shift, self.aux_weight, self.bc_label_sigma, self.q_bin_sigma,
+               self.action_aux_weight) < 0:
+            raise ValueError("train config: 'alpha', 'augment_shift', 'aux_weight', 'bc_label_sigma', 'q_bin_sigma' "
+                             "and 'action_aux_weight' must be >= 0")
         if self.time_budget_s < 0 or self.eval_every < 0 or self.eval_episodes_per_task < 1 or self.eval_horizon < 0:
             raise ValueError("train config: need time_budget_s >= 0, eval_every >= 0, eval_episodes_per_task >= 1, "
                              "eval_horizon >= 0")
         if self.num_threads < 0:
             raise ValueError(f"train config: 'num_threads' must be >= 0 (0: torch's default), got {self.num_threads}")
+        if self.q_regression not in Q_REGRESSIONS:
+            raise ValueError(f"train config: 'q_regression' must be one of {Q_REGRESSIONS}, got {self.q_regression!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train config: 'precision' must be one of {PRECISIONS}, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):

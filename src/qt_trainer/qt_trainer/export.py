@@ -9,7 +9,9 @@ in the loop on the robot. Bins become physical values by a lookup table built fr
 After writing, the export runs the ONNX graph on random inputs and refuses to finish if its
 bins differ from the PyTorch decoder's (a broken artefact never reaches the robot).
 ``--quantize int8`` then quantizes that verified graph (qt_trainer.quantize) into its own model
-directory; its card says ``precision: "int8"`` and how often its bins match fp32.
+directory; its card says ``precision: "int8"``, how often its bins match fp32, how much of the
+arithmetic the int8 convolutions carry and how fast both graphs decoded on the exporting machine;
+``qt export`` warns when INT8 is not faster there (it is not at the default 64 px size).
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ from qt_trainer.quantize import (
     DEFAULT_CALIBRATION_FRAMES,
     METHOD,
     QUANTIZED_OPS,
+    WORTHWHILE_SPEEDUP,
     bin_agreement,
+    conv_flop_share,
     dataset_feeds,
     decode_bins,
+    decode_speed,
     quantize_int8,
     split_frames,
 )
@@ -228,9 +233,29 @@ class Int8Frames:
 def _quantize(fp32_path: Path, out_path: Path, frames: Int8Frames) -> dict[str, Any]:
     quantize_int8(fp32_path, out_path, frames.calibration)
     agreement = bin_agreement(decode_bins(fp32_path, frames.check), decode_bins(out_path, frames.check))
+    feed = {name: value[:1] for name, value in frames.check.items()}
     return {"method": METHOD, "quantized_ops": list(QUANTIZED_OPS),
             "calibration_frames": len(frames.calibration["image"]), **frames.source,
-            "bin_agreement_vs_fp32": {"frames": len(frames.check["image"]), **agreement}}
+            "bin_agreement_vs_fp32": {"frames": len(frames.check["image"]), **agreement},
+            "conv_flop_share": round(conv_flop_share(fp32_path, feed), 4),
+            "decode_speed_at_export": decode_speed(fp32_path, out_path, feed)}
+
+
+def int8_summary(quantization: dict[str, Any]) -> tuple[str, str]:
+    """(one line on what INT8 gave, a warning or "") for ``qt export`` to print: whether INT8
+    pays is a property of the model size and the machine, so the user sees it at export."""
+    speed, agreement = quantization["decode_speed_at_export"], quantization["bin_agreement_vs_fp32"]
+    share = quantization["conv_flop_share"]
+    line = (f"int8: decode p50 {speed['int8_ms_p50']:.3f} ms vs fp32 {speed['fp32_ms_p50']:.3f} ms on this machine "
+            f"(1 thread, x{speed['speedup']:.2f}); convolutions (quantized) hold {share:.0%} of the arithmetic; "
+            f"greedy bins equal to fp32 per dimension {agreement['per_dim']} on {agreement['frames']} dataset frames")
+    warning = ""
+    if speed["speedup"] < WORTHWHILE_SPEEDUP:
+        warning = (f"INT8 is not faster here (x{speed['speedup']:.2f} < x{WORTHWHILE_SPEEDUP:g}): this decode is "
+                   f"{speed['fp32_ms_p50']:.2f} ms of many small transformer nodes, whose per-node cost int8 does not "
+                   "reduce; keep the fp32 export for this model (INT8 pays for large images and convolutions, "
+                   "docs/TRAINER.md \"INT8\")")
+    return line, warning
 
 
 def int8_frames(state: dict[str, Any], cfg: ModelConfig, calibration_frames: int, check_frames: int = 500
@@ -344,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"wrote {out}/policy.onnx and policy.json in {time.time() - started:.1f} s "
           f"(command: qt export {shlex.join(argv or sys.argv[1:])})")
+    quantization = json.loads((out / "policy.json").read_text()).get("quantization")
+    if quantization:
+        line, warning = int8_summary(quantization)
+        print(line)
+        if warning:
+            print(f"qt export: warning: {warning}", file=sys.stderr)
     if not args.no_text_encoder:
         from qt_trainer.text import text_encoder_dir
 

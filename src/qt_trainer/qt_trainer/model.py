@@ -246,6 +246,9 @@ class QTransformer(nn.Module):
         self.ln_out = nn.LayerNorm(dm)
         self.head_weight = nn.Parameter(torch.randn(d, dm, nb) * 0.02)
         self.head_bias = nn.Parameter(torch.zeros(d, nb))
+        if cfg.action_aux:  # training-only action-prediction head (TrainConfig.action_aux_weight)
+            self.action_aux_weight = nn.Parameter(torch.randn(d, dm, nb) * 0.02)
+            self.action_aux_bias = nn.Parameter(torch.zeros(d, nb))
         mean = torch.tensor(cfg.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(cfg.image_std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("pixel_scale", 1.0 / (255.0 * std), persistent=False)
@@ -299,16 +302,22 @@ class QTransformer(nn.Module):
     # ---- training forward ----------------------------------------------------------------
 
     def forward(self, image: Tensor, embedding: Tensor, bins: Tensor, proprio: Tensor | None = None,
-                with_aux: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Teacher-forced logits [B, D, num_bins]: dim d's logits given the data's bins < d
-        (and the auxiliary prediction with ``with_aux``)."""
+                with_aux: bool = False) -> Tensor | tuple[Tensor, Tensor | None, Tensor | None]:
+        """Teacher-forced logits [B, D, num_bins]: dim d's logits given the data's bins < d. With
+        ``with_aux``: (logits, object-position prediction or None, action-prediction logits or
+        None), the training-only heads the config has."""
         prefix = self.encode(image, embedding, proprio)
         x = torch.cat([prefix, self._bin_tokens(bins)], dim=1)
         for block in self.blocks:
             x, _ = block(x, self.mask)
         h = self.ln_out(x[:, self.num_prefix:])  # [B, D, dm]
         logits = torch.einsum("bdh,dhn->bdn", h, self.head_weight) + self.head_bias
-        return (logits, self.aux(prefix)) if with_aux else logits
+        if not with_aux:
+            return logits
+        objects = self.aux(prefix) if self.aux_head is not None else None
+        actions = (torch.einsum("bdh,dhn->bdn", h, self.action_aux_weight) + self.action_aux_bias
+                   if self.cfg.action_aux else None)
+        return logits, objects, actions
 
     def first_dim_logits(self, image: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
         """Logits of the first dimension only [B, num_bins] (the bootstrap at the next state)."""

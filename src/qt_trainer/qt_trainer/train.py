@@ -31,7 +31,7 @@ from qt_common.proprio import object_features
 from torch import Tensor
 
 from qt_trainer.checkpoint import load_checkpoint, save_checkpoint
-from qt_trainer.config import ALGORITHMS, MODEL_SIZES, OBS_MODES, PRECISIONS, ModelConfig, TrainConfig
+from qt_trainer.config import ALGORITHMS, MODEL_SIZES, OBS_MODES, PRECISIONS, Q_REGRESSIONS, ModelConfig, TrainConfig
 from qt_trainer.data import Batch, TransitionSampler
 from qt_trainer.losses import LossSettings, bc_loss, bellman_targets, q_transformer_loss
 from qt_trainer.model import QTransformer
@@ -102,7 +102,8 @@ class Trainer:
         self.config = config
         self.gamma = float(config.gamma if config.gamma is not None else self.dataset.gamma)
         self.settings = LossSettings(n_step=config.n_step, alpha=config.alpha,
-                                     use_conservative=config.use_conservative, use_mc_bound=config.use_mc_bound)
+                                     use_conservative=config.use_conservative, use_mc_bound=config.use_mc_bound,
+                                     bin_sigma=config.q_bin_sigma, regression=config.q_regression)
         image_mode = config.model.obs_mode == "image"
         self.sampler = TransitionSampler(self.dataset, self.gamma, config.n_step, config.seed, config.augment_shift,
                                          images=image_mode)
@@ -128,12 +129,15 @@ class Trainer:
                             num_bins=self.spec.num_bins, embed_dim=int(embeddings.shape[1]),
                             proprio_dim=int(self.dataset.proprio.shape[1]),
                             state_dim=0 if self.state_features is None else int(self.state_features.shape[1]),
-                            aux_dim=0 if self.aux_targets is None else int(self.aux_targets.shape[1]))
+                            aux_dim=0 if self.aux_targets is None else int(self.aux_targets.shape[1]),
+                            action_aux=config.model.algorithm == "q_transformer" and config.action_aux_weight > 0)
         if state is not None and ModelConfig.from_dict(state["model_config"]) != model_cfg:
             raise ValueError("resume: the checkpoint's model config differs from this dataset's shapes")
         torch.manual_seed(config.seed)
         self.model = QTransformer(model_cfg).to(self.device)
         self._set_input_statistics()
+        # names of the weights taken from config.init_from (a resume loads its own instead)
+        self.initialised_from = self._initialise_from(Path(config.init_from)) if config.init_from and not state else []
         self.is_q = model_cfg.algorithm == "q_transformer"
         self.target = copy.deepcopy(self.model).requires_grad_(False).eval() if self.is_q else None
         self.net: torch.nn.Module = self.model
@@ -191,6 +195,20 @@ class Trainer:
             if self.state_features is not None:
                 self.model.state_mean.copy_(torch.from_numpy(self.state_features.mean(0)))
                 self.model.state_std.copy_(torch.from_numpy(np.maximum(self.state_features.std(0), 1e-3)))
+
+    def _initialise_from(self, path: Path) -> list[str]:
+        """Copy the weights of ``path``'s model whose name and shape match this model's; returns
+        their names. The input statistics stay this dataset's."""
+        from qt_trainer.checkpoint import load_checkpoint
+
+        source = load_checkpoint(path)["model"]
+        own = self.model.state_dict()
+        statistics = {"proprio_mean", "proprio_std", "state_mean", "state_std"}
+        taken = [k for k, v in source.items() if k in own and k not in statistics and own[k].shape == v.shape]
+        if not taken:
+            raise ValueError(f"init_from: {path} has no weights of this model's names and shapes")
+        self.model.load_state_dict({**own, **{k: source[k] for k in taken}})
+        return taken
 
     def _time_progress(self) -> float:
         budget = self.config.time_budget_s
@@ -273,10 +291,11 @@ class Trainer:
         t = self._tensors(self.sampler.batch(idx, self.step))
         self.net.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp or self.cpu_bf16):
-            if t["aux"] is not None:
-                logits, aux = self.net(t["image"], t["embedding"], t["bins"], t["proprio"], with_aux=True)
+            if t["aux"] is not None or self.model.cfg.action_aux:
+                logits, aux, action_logits = self.net(t["image"], t["embedding"], t["bins"], t["proprio"],
+                                                      with_aux=True)
             else:
-                logits, aux = self.net(t["image"], t["embedding"], t["bins"], t["proprio"]), None
+                logits, aux, action_logits = self.net(t["image"], t["embedding"], t["bins"], t["proprio"]), None, None
             if self.is_q:
                 assert self.target is not None
                 with torch.no_grad():
@@ -295,7 +314,12 @@ class Trainer:
                 aux_loss = torch.nn.functional.mse_loss(aux.float(), t["aux"])
                 loss = loss + self.config.aux_weight * aux_loss
                 parts["loss/aux"] = aux_loss.detach()
-                parts["loss/total"] = loss.detach()
+            if action_logits is not None:
+                action_loss, action_parts = bc_loss(action_logits, t["bins"], self.config.bc_label_sigma)
+                loss = loss + self.config.action_aux_weight * action_loss
+                parts["loss/action_aux"] = action_loss.detach()
+                parts["action_aux/accuracy"] = action_parts["bc/accuracy"]
+            parts["loss/total"] = loss.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -443,7 +467,10 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         "target_update": args.target_update, "tau": args.tau, "target_copy_every": args.target_copy_every,
         "augment_shift": args.augment_shift, "seed": args.seed, "device": args.device,
         "num_threads": args.threads, "log_every": args.log_every, "checkpoint_every": args.checkpoint_every,
-        "aux_weight": args.aux_weight, "bc_label_sigma": args.bc_label_sigma, "eval_every": args.eval_every,
+        "aux_weight": args.aux_weight, "bc_label_sigma": args.bc_label_sigma, "q_bin_sigma": args.q_bin_sigma,
+        "q_regression": args.q_regression, "action_aux_weight": args.action_aux_weight,
+        "init_from": None if args.init_from is None else str(args.init_from),
+        "eval_every": args.eval_every,
         "eval_episodes_per_task": args.eval_episodes_per_task, "eval_horizon": args.eval_horizon,
         "eval_seed_base": args.eval_seed_base,
         "time_budget_s": None if args.time_budget_min is None else 60.0 * args.time_budget_min,
@@ -491,6 +518,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="image (default) or state: object poses + proprio instead of the image (sim data)")
     parser.add_argument("--bc-label-sigma", type=float,
                         help="BC: Gaussian soft target over neighbouring bins, in bins (default 2; 0: one-hot)")
+    parser.add_argument("--q-bin-sigma", type=float,
+                        help="Q-T: neighbouring bins share the data bin's target, Gaussian width in bins (0: one-hot)")
+    parser.add_argument("--q-regression", choices=Q_REGRESSIONS,
+                        help="Q-T: squared error (mse, the paper's) or cross-entropy on the logits (bce)")
+    parser.add_argument("--action-aux-weight", type=float,
+                        help="Q-T: weight of the action-prediction auxiliary head (0: off; docs/TRAINER.md)")
+    parser.add_argument("--init-from", type=Path,
+                        help="checkpoint whose weights of matching name and shape start this run (e.g. a BC run)")
     parser.add_argument("--aux-weight", type=float, help="object-position auxiliary loss weight (default 1; 0: off)")
     parser.add_argument("--time-budget-min", type=float, help="stop after this many minutes of training")
     parser.add_argument("--eval-every", type=int,
