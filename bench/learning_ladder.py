@@ -16,6 +16,11 @@ included); state-mode models are evaluated in process by the trainer's evaluator
 run in the node). Final success is measured on held-out test layouts (seeds from 100000), never
 on the validation layouts (from 200000) that chose the checkpoint.
 
+R5 and R6 start every learner from a BC run on the same data (run-bc-s<seed>, no reward) and
+train it the same number of steps again with its own loss, BC included (``Rung.warm_start``):
+from pixels the Q-Transformer trained from scratch stalls next to the cube (docs/E2E.md, "R5:
+what was tried").
+
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
 
@@ -80,6 +85,14 @@ class Rung:
     seeds: tuple[int, ...] = (0,)
     steps: int = 1_000_000  # comparison rungs fix the gradient steps, equal for every learner
     comparison: bool = False  # learners compared (target: Q-T vs BC), not one learner vs a rate
+    # A second collection (episodes, first seed) converted together with the first: the same mix,
+    # more layouts (how R5's data was grown; one run of 3000 assigns tasks to seeds differently).
+    extra_collect: tuple[int, int] | None = None
+    # Every learner starts from a BC run on the same data (`steps` steps, no reward; run-bc-s<seed>)
+    # and trains `steps` more with its own loss, BC included: equal data and total steps. From
+    # pixels the Q loss alone does not separate states whose values differ by a few percent
+    # (docs/E2E.md, "R5: what was tried"); BC's labels make the trunk separate them first.
+    warm_start: bool = False
 
     @property
     def task_list(self) -> str:
@@ -94,9 +107,9 @@ RUNGS: dict[str, Rung] = {
     "R4": Rung("R4", "low-dim, mixed pick", "pick/", 1000, 32, "state", tuple(LEARNERS), 10.0, 1.5, 1000, 20,
                batch_size=64, lr=1e-3, collect_args=MIXED, seeds=(0, 1), steps=6000, comparison=True),
     "R5": Rung("R5", "vision, mixed pick, 64 px", "pick/", 1000, 64, "image", tuple(LEARNERS), 30.0, 1.5, 4000, 20,
-               collect_args=MIXED, seeds=(0, 1), steps=12000, comparison=True),
-    "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 60.0, 1.0, 10000,
-               10, collect_args=MIXED, steps=60000, comparison=True),
+               collect_args=MIXED, seeds=(0, 1), steps=12000, comparison=True, warm_start=True),
+    "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 30.0, 1.0, 4000,
+               10, collect_args=MIXED, steps=12000, comparison=True, warm_start=True),
 }
 def _run(cmd: list[str], log: Path) -> None:
     """Run one ``qt`` stage, its output into ``log`` (and the last lines on failure)."""
@@ -109,41 +122,70 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{cmd[0]} {cmd[1]} failed ({code}); {log}:\n" + "\n".join(tail))
 
 
+def _collections(rung: Rung) -> list[tuple[str, int, int]]:
+    """(name, episodes, first seed) of each `qt collect` run of a rung: bags/, bags-extra/."""
+    return [("", rung.episodes, 0)] + ([("-extra", *rung.extra_collect)] if rung.extra_collect else [])
+
+
 def _collect(rung: Rung, folder: Path) -> Path:
-    bags, dataset, summary_file = folder / "bags", folder / "dataset", folder / "collect.json"
-    if not summary_file.is_file():
-        started = time.perf_counter()
-        _run(["qt", "collect", "--inprocess", "--episodes", str(rung.episodes), "--bags", str(bags), "--tasks",
-              rung.tasks, "--image", str(rung.image), "--horizon", str(rung.horizon), "--seed", "0",
-              *rung.collect_args, "--summary", str(summary_file)], folder / "collect.log")
-        print(f"  collected in {time.perf_counter() - started:.0f} s", flush=True)
+    dataset = folder / "dataset"
+    for name, episodes, seed in _collections(rung):
+        summary_file = folder / f"collect{name}.json"
+        if not summary_file.is_file():
+            started = time.perf_counter()
+            _run(["qt", "collect", "--inprocess", "--episodes", str(episodes), "--bags", str(folder / f"bags{name}"),
+                  "--tasks", rung.tasks, "--image", str(rung.image), "--horizon", str(rung.horizon), "--seed",
+                  str(seed), *rung.collect_args, "--summary", str(summary_file)], folder / f"collect{name}.log")
+            print(f"  collected {episodes} episodes in {time.perf_counter() - started:.0f} s", flush=True)
     if not (dataset / "meta.json").is_file():
         started = time.perf_counter()
-        _run(["qt", "convert", str(bags), "-o", str(dataset), "--image-size", str(rung.image), "-j", "2",
+        bags = [str(folder / f"bags{name}") for name, _, _ in _collections(rung)]
+        _run(["qt", "convert", *bags, "-o", str(dataset), "--image-size", str(rung.image), "-j", "2",
               "--no-progress"], folder / "convert.log")
         print(f"  converted in {time.perf_counter() - started:.0f} s", flush=True)
     return dataset
 
 
-def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int) -> dict[str, Any]:
-    """One learner, one seed: train (skipped when done), then the test-layout evaluation of best.pt."""
-    tag = "" if not rung.comparison and seed == 0 else f"-{learner}-s{seed}"
-    run, model, log_tag = folder / f"run{tag}", folder / f"model{tag}", tag or ""
+def _train(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int, tag: str,
+           init_from: Path | None = None) -> Path:
+    """``qt train`` of one learner and seed into run<tag> (skipped when its checkpoint exists)."""
+    run = folder / f"run{tag}"
     if not (run / "checkpoint.pt").is_file():
         _run(["qt", "train", str(dataset), "--out", str(run), *LEARNERS[learner], "--obs-mode", rung.obs_mode,
               "--steps", str(rung.steps), "--time-budget-min", f"{rung.budget_min:g}", "--threads", "1",
               "--seed", str(seed), "--batch-size", str(rung.batch_size), "--lr", f"{rung.lr:g}",
               "--eval-every", str(rung.eval_every), "--eval-episodes-per-task", "5",
-              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *TRAIN_EXTRA],
-             folder / f"train{log_tag}.log")
-    history = [json.loads(line) for line in (run / "eval_log.jsonl").read_text().splitlines() if line.strip()]
+              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *TRAIN_EXTRA,
+              *(("--init-from", str(init_from)) if init_from else ())],
+             folder / f"train{tag}.log")
+    return run
+
+
+def _history(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "eval_log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int) -> dict[str, Any]:
+    """One learner, one seed: train (skipped when done; after the BC phase on warm-start rungs),
+    then the test-layout evaluation of best.pt."""
+    phase_minutes, phase_steps, init_from = 0.0, 0, None
+    if rung.warm_start:
+        phase = _train(rung, folder, dataset, "bc", seed, f"-bc-s{seed}")
+        phase_minutes, phase_steps = _history(phase)[-1]["train_wall_s"] / 60, _history(phase)[-1]["step"]
+        init_from = phase / "checkpoint.pt"
+    tag = "" if not rung.comparison and seed == 0 else f"-{learner}{'-initbc' if rung.warm_start else ''}-s{seed}"
+    run = _train(rung, folder, dataset, learner, seed, tag, init_from)
+    model, log_tag = folder / f"model{tag}", tag
+    history = _history(run)
     best = max(history, key=lambda h: (h["success_rate"], h["step"]))
     last = history[-1]
     result: dict[str, Any] = {
         "learner": learner, "seed": seed,
         "curve": [{"step": h["step"], "train_min": h["train_wall_s"] / 60, "successes": h["successes"],
                    "episodes": h["episodes"]} for h in history],
-        "training": {"minutes": last["train_wall_s"] / 60, "steps": last["step"], "best_step": best["step"]},
+        # steps and minutes include the BC phase on warm-start rungs (best_step counts from its end)
+        "training": {"minutes": phase_minutes + last["train_wall_s"] / 60, "steps": phase_steps + last["step"],
+                     "best_step": phase_steps + best["step"]},
     }
     report_file = folder / f"eval{log_tag}.json"
     if not report_file.is_file():
@@ -207,7 +249,8 @@ def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
     meta = json.loads((dataset / "meta.json").read_text())
     outcomes = [e["outcome"] for e in meta["episodes"]]
     data = {"episodes": len(outcomes), "successes": outcomes.count("success"), "frames": meta["num_frames"],
-            "collect_wall_s": json.loads((folder / "collect.json").read_text())["wall_s"]}
+            "collect_wall_s": sum(json.loads((folder / f"collect{name}.json").read_text())["wall_s"]
+                                  for name, _, _ in _collections(rung))}
     runs = [_train_and_evaluate(rung, folder, dataset, learner, seed)
             for learner in rung.learners for seed in rung.seeds]
     met, checks = _verdict(rung, runs, data)

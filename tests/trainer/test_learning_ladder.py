@@ -1,0 +1,102 @@
+"""bench/learning_ladder.py: the stages a warm-start comparison rung runs, in order, with the
+arguments that make the comparison fair (same data, same total steps, every learner from the
+same BC phase). The stages themselves (`qt collect/convert/train/export/eval`) have their own
+tests; here a recorder stands in for the subprocess and writes what each stage would leave."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+LADDER_FILE = Path(__file__).resolve().parents[2] / "bench" / "learning_ladder.py"
+
+
+@pytest.fixture
+def ladder():
+    spec = importlib.util.spec_from_file_location("learning_ladder", LADDER_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def _fake_stage(commands: list[list[str]]):
+    """Record each command and write the files the real stage leaves behind."""
+
+    def run(cmd: list[str], log: Path) -> None:
+        commands.append(cmd)
+        log.write_text("")
+        verb, value = cmd[1], lambda flag: cmd[cmd.index(flag) + 1]
+        if verb == "collect":
+            Path(value("--summary")).write_text(json.dumps({"wall_s": 10.0}))
+        elif verb == "convert":
+            dataset = Path(value("-o"))
+            dataset.mkdir(parents=True)
+            outcomes = ["success", "failure", "success", "failure"]
+            (dataset / "meta.json").write_text(json.dumps(
+                {"num_frames": 40, "episodes": [{"outcome": o} for o in outcomes]}))
+        elif verb == "train":
+            run_dir = Path(value("--out"))
+            run_dir.mkdir(parents=True)
+            (run_dir / "checkpoint.pt").write_bytes(b"")
+            steps = int(value("--steps"))
+            (run_dir / "eval_log.jsonl").write_text("\n".join(json.dumps(
+                {"step": s, "train_wall_s": 60.0 * s / steps, "success_rate": s / steps, "successes": 1,
+                 "episodes": 15}) for s in (steps // 2, steps)) + "\n")
+        elif verb == "eval":
+            out = Path(value("--out"))
+            out.mkdir(parents=True)
+            k = 30 if "qt" in value("--model") else 6
+            (out / "eval.json").write_text(json.dumps({"tasks": [{"task": "pick/red", "successes": k,
+                                                                  "episodes": 60}]}))
+
+    return run
+
+
+def test_warm_start_rung_trains_every_learner_from_the_same_bc_phase(ladder, tmp_path, monkeypatch) -> None:
+    commands: list[list[str]] = []
+    monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
+    rung = replace(ladder.RUNGS["R6"], extra_collect=(30, 1000), steps=100, seeds=(0,))
+
+    result = ladder.run_rung(rung, tmp_path)
+
+    collects = [c for c in commands if c[1] == "collect"]
+    assert [c[c.index("--seed") + 1] for c in collects] == ["0", "1000"]
+    convert = next(c for c in commands if c[1] == "convert")
+    assert convert[2:4] == [str(tmp_path / "R6" / "bags"), str(tmp_path / "R6" / "bags-extra")]
+    trains = [c for c in commands if c[1] == "train"]
+    phase = tmp_path / "R6" / "run-bc-s0"
+    assert trains[0][trains[0].index("--out") + 1] == str(phase)  # the BC phase first, once
+    assert "--init-from" not in trains[0]
+    outs = [c[c.index("--out") + 1] for c in trains[1:]]
+    assert outs == [str(tmp_path / "R6" / "run-bc-initbc-s0"), str(tmp_path / "R6" / "run-qt-initbc-s0")]
+    for command in trains[1:]:
+        assert command[command.index("--init-from") + 1] == str(phase / "checkpoint.pt")
+        assert command[command.index("--steps") + 1] == "100"
+    by_learner = {r["learner"]: r for r in result["runs"]}
+    assert by_learner["qt"]["training"] == {"minutes": 2.0, "steps": 200, "best_step": 200}
+    assert result["data"] == {"episodes": 4, "successes": 2, "frames": 40, "collect_wall_s": 20.0}
+    assert result["met_target"] and by_learner["qt"]["success"]["successes"] == 30
+
+
+def test_rung_without_warm_start_trains_from_scratch(ladder, tmp_path, monkeypatch) -> None:
+    commands: list[list[str]] = []
+    monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
+    rung = replace(ladder.RUNGS["R5"], learners=("bc", "qt"), steps=100, seeds=(0,), warm_start=False,
+                   extra_collect=None)
+
+    result = ladder.run_rung(rung, tmp_path)
+
+    trains = [c for c in commands if c[1] == "train"]
+    assert [c[c.index("--out") + 1] for c in trains] == [str(tmp_path / "R5" / "run-bc-s0"),
+                                                         str(tmp_path / "R5" / "run-qt-s0")]
+    assert not any("--init-from" in c for c in trains)
+    assert {r["learner"]: r["training"]["steps"] for r in result["runs"]} == {"bc": 100, "qt": 100}
