@@ -63,6 +63,7 @@ ABLATIONS = ("qt-no-conservative", "qt-no-mc-bound")
 VALIDATION_SEED_BASE = 200_000  # qt train's success checks (checkpoint choice)
 TRAIN_EXTRA: list[str] = []  # --precision: appended to every qt train command
 TEST_SEED_BASE = 100_000  # the reported figure
+SIGNIFICANCE = 0.05  # one-sided p below which a comparison rung's "above" counts
 
 
 @dataclass(frozen=True)
@@ -216,8 +217,9 @@ def _pooled(runs: list[dict[str, Any]], learner: str) -> tuple[int, int]:
 
 def _verdict(rung: Rung, runs: list[dict[str, Any]], data: dict[str, Any]) -> tuple[bool, list[str]]:
     """Single learner: success >= target. Comparison (pooled over seeds): Q-T >= target x BC
-    and above the data's own success rate, each ablation below Q-T; every "above" also gets a
-    one-sided p-value (two-proportion z-test), since overlapping intervals alone settle nothing."""
+    and above the data's own success rate, each ablation below Q-T; every "above" must also hold
+    at one-sided p < SIGNIFICANCE (two-proportion z-test): a point estimate one episode higher,
+    or overlapping intervals, settle nothing."""
     from qt_common.stats import greater_p_value
 
     if not rung.comparison:
@@ -229,15 +231,16 @@ def _verdict(rung: Rung, runs: list[dict[str, Any]], data: dict[str, Any]) -> tu
     rate = {name: k / max(n, 1) for name, (k, n) in counts.items()}
     qt = counts["qt"]
 
-    def above(other: tuple[int, int]) -> str:
-        return f"p = {greater_p_value(*qt, *other):.2g}"
+    def check(text: str, holds: bool, higher: tuple[int, int], lower: tuple[int, int]) -> tuple[str, bool]:
+        p = greater_p_value(*higher, *lower)
+        return f"{text} (p = {p:.2g})", holds and p < SIGNIFICANCE
 
-    checks = [(f"Q-T >= {rung.target:g} x BC ({above(counts['bc'])})", rate["qt"] >= rung.target * rate["bc"])]
+    checks = [check(f"Q-T >= {rung.target:g} x BC", rate["qt"] >= rung.target * rate["bc"], qt, counts["bc"])]
     if rung.target > 1.0:
-        data_rate = data["successes"] / max(data["episodes"], 1)
-        checks.append((f"Q-T above the data's {data_rate:.0%} ({above((data['successes'], data['episodes']))})",
-                       rate["qt"] > data_rate))
-    checks += [(f"{a} below Q-T ({above(counts[a])})", rate[a] < rate["qt"]) for a in ABLATIONS if a in rate]
+        data_counts = (data["successes"], data["episodes"])
+        data_rate = data_counts[0] / max(data_counts[1], 1)
+        checks.append(check(f"Q-T above the data's {data_rate:.0%}", rate["qt"] > data_rate, qt, data_counts))
+    checks += [check(f"{a} below Q-T", rate[a] < rate["qt"], qt, counts[a]) for a in ABLATIONS if a in rate]
     return all(ok for _, ok in checks), [f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks]
 
 

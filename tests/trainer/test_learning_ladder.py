@@ -100,3 +100,15 @@ def test_rung_without_warm_start_trains_from_scratch(ladder, tmp_path, monkeypat
                                                          str(tmp_path / "R5" / "run-qt-s0")]
     assert not any("--init-from" in c for c in trains)
     assert {r["learner"]: r["training"]["steps"] for r in result["runs"]} == {"bc": 100, "qt": 100}
+
+
+def test_a_comparison_counts_only_when_significant(ladder) -> None:
+    rung = ladder.RUNGS["R6"]  # target: Q-T above BC
+
+    def runs(qt: int, bc: int) -> list[dict]:
+        return [{"learner": name, "success": {"successes": k, "episodes": 150}} for name, k in (("qt", qt), ("bc", bc))]
+
+    data = {"successes": 750, "episodes": 1500}
+    met, checks = ladder._verdict(rung, runs(9, 8), data)
+    assert not met and checks == ["Q-T >= 1 x BC (p = 0.4): NO"]
+    assert ladder._verdict(rung, runs(30, 8), data)[0]
