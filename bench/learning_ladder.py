@@ -172,7 +172,8 @@ def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, s
     phase_minutes, phase_steps, init_from = 0.0, 0, None
     if rung.warm_start:
         phase = _train(rung, folder, dataset, "bc", seed, f"-bc-s{seed}")
-        phase_minutes, phase_steps = _history(phase)[-1]["train_wall_s"] / 60, _history(phase)[-1]["step"]
+        phase_end = _history(phase)[-1]
+        phase_minutes, phase_steps = phase_end["train_wall_s"] / 60, phase_end["step"]
         init_from = phase / "checkpoint.pt"
     tag = "" if not rung.comparison and seed == 0 else f"-{learner}{'-initbc' if rung.warm_start else ''}-s{seed}"
     run = _train(rung, folder, dataset, learner, seed, tag, init_from)

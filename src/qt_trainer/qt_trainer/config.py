@@ -149,7 +149,8 @@ class TrainConfig:
     # Reward-free (successes and failures alike): selecting actions stays the Q head's job.
     action_aux_weight: float = 0.0
     # A checkpoint (run dir or .pt) whose weights of matching name and shape start this run,
-    # e.g. a BC run's trunk under a Q-T (the heads are re-learned); "" starts from scratch.
+    # e.g. a BC run under a Q-T (heads of the same shape are copied too and re-learned under
+    # the new loss); "" starts from scratch.
     init_from: str = ""
     target_update: str = "polyak"  # or "copy"
     tau: float = 0.005  # Polyak rate per step

@@ -199,8 +199,6 @@ class Trainer:
     def _initialise_from(self, path: Path) -> list[str]:
         """Copy the weights of ``path``'s model whose name and shape match this model's; returns
         their names. The input statistics stay this dataset's."""
-        from qt_trainer.checkpoint import load_checkpoint
-
         source = load_checkpoint(path)["model"]
         own = self.model.state_dict()
         statistics = {"proprio_mean", "proprio_std", "state_mean", "state_std"}
