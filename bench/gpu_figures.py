@@ -109,7 +109,7 @@ def model_configs(quick: bool):
     from qt_trainer.config import MODEL_SIZES, ModelConfig
 
     card = json.loads((ROOT / "models" / "default" / "policy.json").read_text())
-    default = ModelConfig.from_dict({**card["model"], "aux_dim": 0})
+    default = ModelConfig.from_dict(card["model"])
     side = 96 if quick else 224
     peer = replace(ModelConfig(), image_height=side, image_width=side, **MODEL_SIZES["peer"])
     return [("default", default), ("peer", peer)]
@@ -211,7 +211,7 @@ def decode_onnx(model_dir: Path, iterations: int, agree_n: int, tmp: Path) -> di
     card = json.loads((model_dir / "policy.json").read_text())
     from qt_trainer.config import ModelConfig
 
-    cfg = ModelConfig.from_dict({**card["model"], "aux_dim": 0})
+    cfg = ModelConfig.from_dict(card["model"])
     feeds = torch_inputs(cfg, agree_n, seed=1)
     available = ort.get_available_providers()
     out: dict = {"model": str(model_dir.relative_to(ROOT)) if model_dir.is_relative_to(ROOT) else str(model_dir),

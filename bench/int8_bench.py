@@ -212,7 +212,7 @@ def build_model(args, tmp: Path) -> tuple[Path, dict[str, np.ndarray]]:
         card = json.loads((model_dir / "policy.json").read_text())
         from qt_trainer.config import ModelConfig
 
-        cfg = ModelConfig.from_dict({**card["model"], "aux_dim": 0})
+        cfg = ModelConfig.from_dict(card["model"])
         if args.data:
             from qt_common.dataset import Dataset
             from qt_trainer.quantize import dataset_feeds

@@ -16,10 +16,12 @@ included); state-mode models are evaluated in process by the trainer's evaluator
 run in the node). Final success is measured on held-out test layouts (seeds from 100000), never
 on the validation layouts (from 200000) that chose the checkpoint.
 
-R5 and R6 start every learner from a BC run on the same data (run-bc-s<seed>, no reward) and
-train it the same number of steps again with its own loss, BC included (``Rung.warm_start``):
-from pixels the Q-Transformer trained from scratch stalls next to the cube (docs/E2E.md, "R5:
-what was tried").
+R5's learners read the scene through object tokens (``qt train --obs-tokens objects``: one token
+per object from the positions the auxiliary head reads off the pixels, the low-dim model's
+structure); from keypoint tokens the Q-Transformer trained from scratch stalled next to the cube
+(docs/E2E.md, "R5: what was tried"). R6 starts every learner from a BC run on the same data
+(run-bc-s<seed>, no reward) and trains it the same number of steps again with its own loss, BC
+included (``Rung.warm_start``).
 
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
@@ -94,6 +96,10 @@ class Rung:
     # pixels the Q loss alone does not separate states whose values differ by a few percent
     # (docs/E2E.md, "R5: what was tried"); BC's labels make the trunk separate them first.
     warm_start: bool = False
+    # Flags added to every `qt train` of the rung (a BC phase included) and the name they give its
+    # run folders (run-<learner>-<variant>-s<seed>), so runs of another network never mix.
+    train_args: tuple[str, ...] = ()
+    variant: str = ""
 
     @property
     def task_list(self) -> str:
@@ -107,8 +113,11 @@ RUNGS: dict[str, Rung] = {
     "R3": Rung("R3", "vision BC, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc",), 60.0, 0.60, 10000, 10),
     "R4": Rung("R4", "low-dim, mixed pick", "pick/", 1000, 32, "state", tuple(LEARNERS), 10.0, 1.5, 1000, 20,
                batch_size=64, lr=1e-3, collect_args=MIXED, seeds=(0, 1), steps=6000, comparison=True),
+    # Object tokens (qt train --obs-tokens objects): the low-dim model's structure read from pixels;
+    # from keypoint tokens the Q-T reached 9/60 from scratch and 17-24/60 warm-started from BC.
     "R5": Rung("R5", "vision, mixed pick, 64 px", "pick/", 1000, 64, "image", tuple(LEARNERS), 30.0, 1.5, 4000, 20,
-               collect_args=MIXED, seeds=(0, 1), steps=12000, comparison=True, warm_start=True),
+               collect_args=MIXED, seeds=(0, 1), steps=24000, comparison=True,
+               train_args=("--obs-tokens", "objects"), variant="objects"),
     "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 30.0, 1.0, 4000,
                10, collect_args=MIXED, steps=12000, comparison=True, warm_start=True),
 }
@@ -156,7 +165,7 @@ def _train(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int, tag
               "--steps", str(rung.steps), "--time-budget-min", f"{rung.budget_min:g}", "--threads", "1",
               "--seed", str(seed), "--batch-size", str(rung.batch_size), "--lr", f"{rung.lr:g}",
               "--eval-every", str(rung.eval_every), "--eval-episodes-per-task", "5",
-              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *TRAIN_EXTRA,
+              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *rung.train_args, *TRAIN_EXTRA,
               *(("--init-from", str(init_from)) if init_from else ())],
              folder / f"train{tag}.log")
     return run
@@ -170,12 +179,14 @@ def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, s
     """One learner, one seed: train (skipped when done; after the BC phase on warm-start rungs),
     then the test-layout evaluation of best.pt."""
     phase_minutes, phase_steps, init_from = 0.0, 0, None
+    variant = f"-{rung.variant}" if rung.variant else ""
     if rung.warm_start:
-        phase = _train(rung, folder, dataset, "bc", seed, f"-bc-s{seed}")
+        phase = _train(rung, folder, dataset, "bc", seed, f"-bc{variant}-s{seed}")
         phase_end = _history(phase)[-1]
         phase_minutes, phase_steps = phase_end["train_wall_s"] / 60, phase_end["step"]
         init_from = phase / "checkpoint.pt"
-    tag = "" if not rung.comparison and seed == 0 else f"-{learner}{'-initbc' if rung.warm_start else ''}-s{seed}"
+    tag = ("" if not rung.comparison and seed == 0 and not variant
+           else f"-{learner}{'-initbc' if rung.warm_start else ''}{variant}-s{seed}")
     run = _train(rung, folder, dataset, learner, seed, tag, init_from)
     model, log_tag = folder / f"model{tag}", tag
     history = _history(run)

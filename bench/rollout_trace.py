@@ -9,7 +9,9 @@ what the policy does on *its own* states, which is where a learned policy fails:
 cube / descended next to the named cube without lifting it / never descended), the offset from
 the named cube where the end effector first went below 4 cm, and the greedy Q of the first
 dimension along the episode; with ``--steps``, every step's offset (cm), height, finger
-opening, greedy bins and their Q. Pick tasks, image or state models; 1 torch thread.
+opening, greedy bins and their Q. Models with object tokens (``--obs-tokens``) also show how far
+the position the policy reads of the named cube is from the true one. Pick tasks, image or
+state models; 1 torch thread.
 """
 
 from __future__ import annotations
@@ -24,17 +26,40 @@ LOW_Z = 0.04  # m: "descended" once the end effector is below this
 LIFTED_Z = 0.05  # m: a cube centre above this is lifted
 
 
-def trace_episode(model, spec, evaluator, embedding: torch.Tensor, task: str, seed: int, steps: bool) -> str:
-    """Run one greedy episode; print its steps if asked; return its outcome class."""
+def position_scale(state: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, std) of the object positions the auxiliary head was trained on (standardised
+    targets, Trainer._aux_targets), from the run's dataset; None if the model has no object tokens."""
+    from qt_common.dataset import Dataset
+
+    if state["model_config"].get("obs_tokens", "keypoints") == "keypoints":
+        return None
+    data = Dataset(state["data_path"])
+    xyz = np.asarray(data.object_poses, np.float32).reshape(len(data), -1, 7)[:, :, :3].reshape(len(data), -1)
+    return xyz.mean(0), np.maximum(xyz.std(0), 1e-3)
+
+
+def trace_episode(model, spec, evaluator, embedding: torch.Tensor, task: str, seed: int, steps: bool,
+                  scale: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+    """Run one greedy episode; print its steps if asked; return its outcome class. With ``scale``
+    (object-token models) also how far the positions the policy reads are from the named cube's."""
+    from qt_sim.world import OBJECT_ORDER
+
     env, colour = evaluator.env, task.split("/")[1]
     env.reset(seed=seed, options={"task_id": task, "instruction": evaluator.wordings[task]})
     obs, _, done, truncated, _ = env.step_values(np.zeros(spec.num_dims))
-    first_low, lifted_other, q_first, t = None, False, [], 0
+    first_low, lifted_other, q_first, seen_error, t = None, False, [], [], 0
+    named = OBJECT_ORDER.index(f"cube_{colour}")
     while not (done or truncated):
         image, proprio = evaluator._observation(obs["image"], "cpu")
         bins, q = model.greedy(image, embedding, proprio)
         scene = env.scene_state()
         offset = scene.cube_pos[colour][:2] - scene.ee_pos[:2]
+        seen = ""
+        if scale is not None:
+            predicted = model._encode(image, embedding, proprio, True)[1][0].numpy() * scale[1] + scale[0]
+            error = predicted.reshape(-1, 3)[named] - scene.cube_pos[colour]
+            seen_error.append(float(np.linalg.norm(error[:2])))
+            seen = f" seen off cm {np.round(error * 100, 1)}"
         if first_low is None and scene.ee_pos[2] < LOW_Z:
             nearest = min(scene.cube_pos, key=lambda c: np.linalg.norm(scene.cube_pos[c][:2] - scene.ee_pos[:2]))
             first_low = (nearest, float(np.linalg.norm(offset)))
@@ -43,7 +68,7 @@ def trace_episode(model, spec, evaluator, embedding: torch.Tensor, task: str, se
         if steps:
             values = " ".join(f"{v:.2f}" for v in q[0].tolist())
             print(f"  t {t:3d} offset cm {np.round(offset * 100, 1)} z {scene.ee_pos[2]:.3f} "
-                  f"open {scene.gripper_opening:.2f} bins {bins[0].tolist()} Q {values}")
+                  f"open {scene.gripper_opening:.2f} bins {bins[0].tolist()} Q {values}{seen}")
         obs, _, done, truncated, _ = env.step_values(spec.bins_to_values(bins[0].numpy()).astype(np.float64))
         t += 1
     if done:
@@ -55,6 +80,8 @@ def trace_episode(model, spec, evaluator, embedding: torch.Tensor, task: str, se
     else:
         kind = "descended next to the named cube, no lift"
     where = "" if first_low is None else f", first low over {first_low[0]} at {first_low[1] * 100:.1f} cm"
+    if seen_error:
+        where += f"; named cube seen {np.mean(seen_error) * 100:.1f} cm off in xy (max {max(seen_error) * 100:.1f})"
     every = max(1, len(q_first) // 10)
     print(f"{task} seed {seed}: {kind} after {t} steps{where}; Q(dim 0) along: "
           f"{' '.join(f'{v:.2f}' for v in q_first[::every])}", flush=True)
@@ -82,6 +109,7 @@ def main() -> None:
     cfg = model.cfg
     embeddings = {t: np.asarray(e, np.float32) for t, e in zip(state["instructions"], state["embeddings"], strict=True)}
     counts: Counter[str] = Counter()
+    scale = position_scale(state)
     for task in args.task or ["pick/red", "pick/green", "pick/blue"]:
         evaluator = RolloutEvaluator(tasks=[task], wordings=task_wordings([task], state["instructions"]),
                                      embeddings=embeddings, image_hw=(cfg.image_height, cfg.image_width),
@@ -90,7 +118,7 @@ def main() -> None:
                                      seed_base=args.seed)
         embedding = torch.from_numpy(embeddings[evaluator.wordings[task]])[None]
         for k in range(args.episodes):
-            counts[trace_episode(model, spec, evaluator, embedding, task, args.seed + k, args.steps)] += 1
+            counts[trace_episode(model, spec, evaluator, embedding, task, args.seed + k, args.steps, scale)] += 1
     print("outcomes:", dict(counts))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 from qt_common.action_spec import ActionDimension, ActionSpec
 from qt_trainer.config import MODEL_SIZES, ModelConfig
@@ -20,12 +21,17 @@ def _inputs(cfg: ModelConfig, batch: int, seed: int) -> tuple[torch.Tensor, ...]
     return (*out, torch.from_numpy(feeds["proprio"])) if "proprio" in feeds else tuple(out)
 
 
-def test_training_forward_agrees_with_decoding_on_chosen_bins() -> None:
+@pytest.mark.parametrize("obs_tokens", ["keypoints", "objects", "both"])
+def test_training_forward_agrees_with_decoding_on_chosen_bins(obs_tokens: str) -> None:
     """Feeding the decoded bins back through the teacher-forced training forward must make
-    every dimension's argmax the decoded bin (an off-by-one shift of the bin tokens fails)."""
+    every dimension's argmax the decoded bin (an off-by-one shift of the bin tokens fails),
+    whatever the prefix holds of the observation."""
     torch.manual_seed(0)
-    cfg = ModelConfig(image_height=32, image_width=32, proprio_dim=3)
+    cfg = ModelConfig(image_height=32, image_width=32, proprio_dim=3, obs_tokens=obs_tokens,
+                      aux_dim=0 if obs_tokens == "keypoints" else 9)
     model = QTransformer(cfg).eval()
+    keypoints = cfg.num_obs_tokens if obs_tokens != "objects" else 0
+    assert model.num_prefix == 1 + keypoints + 1 + (3 if obs_tokens != "keypoints" else 0)
     image, emb, proprio = _inputs(cfg, 64, seed=1)
     with torch.no_grad():
         bins, q = model.greedy(image, emb, proprio)

@@ -73,6 +73,23 @@ def test_the_graph_standardises_raw_proprio_itself(default_policy) -> None:
     assert not np.array_equal(plain.numpy(), bins), "the statistics must change the decision"
 
 
+@pytest.mark.parametrize("obs_tokens", ["objects", "both"])
+def test_object_token_model_exports_with_parity(tmp_path: Path, obs_tokens: str) -> None:
+    """Image mode with object tokens: the aux head and the object encoder run inside the graph
+    (the robot has no object poses), and the ONNX decode equals PyTorch's."""
+    spec = ActionSpec.default()
+    cfg = ModelConfig(image_height=32, image_width=32, proprio_dim=4, aux_dim=15, obs_tokens=obs_tokens)
+    torch.manual_seed(7)
+    model = QTransformer(cfg).eval()
+    out = export_policy(model, spec, tmp_path, name="objects", embeddings={}, text_encoder_id="none")
+    feeds = random_inputs(cfg, 100, np.random.default_rng(2))
+    bins, q, _ = PolicyDecoder(out).decode_batch(feeds["image"], feeds["instruction_embedding"], feeds["proprio"])
+    ref_bins, ref_q, _ = torch_decode(model, spec, feeds)
+    np.testing.assert_array_equal(bins, ref_bins)
+    np.testing.assert_allclose(q, ref_q, atol=1e-4, rtol=0)
+    assert "object_poses" not in {i.name for i in onnx.load(str(out / "policy.onnx")).graph.input}
+
+
 def test_state_mode_models_are_not_exported(tmp_path: Path) -> None:
     cfg = ModelConfig(obs_mode="state", state_dim=35, proprio_dim=6)
     with pytest.raises(ValueError, match="obs_mode 'state'"):

@@ -90,16 +90,35 @@ def test_warm_start_rung_trains_every_learner_from_the_same_bc_phase(ladder, tmp
 def test_rung_without_warm_start_trains_from_scratch(ladder, tmp_path, monkeypatch) -> None:
     commands: list[list[str]] = []
     monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
-    rung = replace(ladder.RUNGS["R5"], learners=("bc", "qt"), steps=100, seeds=(0,), warm_start=False,
-                   extra_collect=None)
+    rung = replace(ladder.RUNGS["R5"], learners=("bc", "qt"), steps=100, seeds=(0,))
+    assert not rung.warm_start
 
     result = ladder.run_rung(rung, tmp_path)
 
     trains = [c for c in commands if c[1] == "train"]
-    assert [c[c.index("--out") + 1] for c in trains] == [str(tmp_path / "R5" / "run-bc-s0"),
-                                                         str(tmp_path / "R5" / "run-qt-s0")]
+    assert [c[c.index("--out") + 1] for c in trains] == [str(tmp_path / "R5" / "run-bc-objects-s0"),
+                                                         str(tmp_path / "R5" / "run-qt-objects-s0")]
     assert not any("--init-from" in c for c in trains)
+    assert all(c[c.index("--obs-tokens") + 1] == "objects" for c in trains)
     assert {r["learner"]: r["training"]["steps"] for r in result["runs"]} == {"bc": 100, "qt": 100}
+
+
+def test_a_variant_adds_its_flags_to_every_training_and_names_its_runs(ladder, tmp_path, monkeypatch) -> None:
+    """Runs of another network on the same data (object tokens) never reuse the runs of the
+    default one: the variant is in every run folder's name (the BC phase's too), its flags in
+    every qt train."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
+    rung = replace(ladder.RUNGS["R6"], steps=100, train_args=("--obs-tokens", "objects"), variant="objects")
+
+    ladder.run_rung(rung, tmp_path)
+
+    trains = [c for c in commands if c[1] == "train"]
+    assert [c[c.index("--out") + 1] for c in trains] == [
+        str(tmp_path / "R6" / name) for name in ("run-bc-objects-s0", "run-bc-initbc-objects-s0",
+                                                 "run-qt-initbc-objects-s0")]
+    assert all(c[c.index("--obs-tokens") + 1] == "objects" for c in trains)
+    assert (tmp_path / "R6" / "eval-qt-initbc-objects-s0.json").is_file()
 
 
 def test_a_comparison_counts_only_when_significant(ladder) -> None:

@@ -79,9 +79,9 @@ def test_precision_is_a_validated_config_field_and_a_flag(tmp_path: Path) -> Non
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--out", str(tmp_path / "run"), "--precision", "fp8"])
     args = argparse.Namespace(**{name: None for name in (
-        "config", "model_size", "algorithm", "obs_mode", "steps", "batch_size", "lr", "lr_schedule", "warmup_steps",
-        "gamma", "n_step", "alpha", "target_update", "tau", "target_copy_every", "augment_shift", "seed", "device",
-        "threads", "log_every", "checkpoint_every", "aux_weight", "bc_label_sigma", "q_bin_sigma",
+        "config", "model_size", "algorithm", "obs_mode", "obs_tokens", "steps", "batch_size", "lr", "lr_schedule",
+        "warmup_steps", "gamma", "n_step", "alpha", "target_update", "tau", "target_copy_every", "augment_shift",
+        "seed", "device", "threads", "log_every", "checkpoint_every", "aux_weight", "bc_label_sigma", "q_bin_sigma",
         "q_regression", "action_aux_weight", "init_from", "eval_every", "eval_episodes_per_task", "eval_horizon",
         "eval_seed_base", "time_budget_min")},
         no_conservative=False, no_mc_bound=False, no_amp=False, precision="bf16")

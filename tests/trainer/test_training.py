@@ -190,6 +190,40 @@ def test_state_mode_with_success_checks_keeps_the_best_checkpoint(tmp_path: Path
     np.testing.assert_allclose(trainer.model.proprio_mean.numpy(), np.asarray(data.proprio).mean(0), atol=1e-5)
 
 
+def test_object_tokens_read_the_aux_prediction_and_leave_it_to_the_aux_loss(tmp_path: Path, embedder) -> None:
+    """--obs-tokens both: the prefix gains one token per object (last), built from the aux head's
+    predicted positions; the action loss does not train the aux head (stop-gradient: the tokens
+    carry positions, not whatever helps the loss); a run without object tokens initialises it,
+    prefix positions included. Without object poses in the data: a clear error."""
+    from helpers.sim_dataset import write_expert_dataset
+
+    data = write_expert_dataset(tmp_path / "data", ("pick/red",), 2)
+    plain_model = replace(tiny_config(1).model, algorithm="bc")
+    plain = Trainer(tiny_config(3, model=plain_model), data, tmp_path / "plain", embedder=embedder, progress=False)
+    plain.run()
+    plain.close()
+    model = replace(plain_model, algorithm="q_transformer", obs_tokens="both")
+    trainer = Trainer(tiny_config(2, model=model, init_from=str(tmp_path / "plain" / "checkpoint.pt")), data,
+                      tmp_path / "run", embedder=embedder, progress=False)
+    net = trainer.model
+    assert net.cfg.aux_dim == 15 and trainer.aux_targets.shape == (len(data), 15)
+    assert net.num_prefix == plain.model.num_prefix + 5
+    torch.testing.assert_close(net.prefix_pos[: plain.model.num_prefix], plain.model.prefix_pos)
+    assert {"aux_head.weight", "prefix_pos"} <= set(trainer.initialised_from)
+    image = torch.from_numpy(np.array(data.images[:4]))
+    proprio = torch.from_numpy(np.array(data.proprio[:4], np.float32))
+    embedding = trainer.embeddings[:1].expand(4, -1)
+    net.zero_grad()
+    net(image, embedding, torch.zeros(4, net.cfg.num_dims, dtype=torch.long), proprio).sum().backward()
+    assert net.aux_head.weight.grad is None or not net.aux_head.weight.grad.any()
+    assert net.object_encoder.inp.weight.grad.abs().sum() > 0
+    trainer.run()
+    trainer.close()
+    no_poses = write_mdp(tmp_path / "m", [([0], [(1, 2)], "success")], 0.9)
+    with pytest.raises(ValueError, match=r"obs_tokens: object tokens need .*object_poses"):
+        Trainer(tiny_config(1, model=model), no_poses, tmp_path / "run2", embedder=embedder, progress=False)
+
+
 def test_time_budget_stops_training(tmp_path: Path, train_mdp) -> None:
     data = write_mdp(tmp_path / "m", [([0], [(1, 2)], "success")], 0.9)
     trainer = train_mdp(data, 10**6, time_budget_s=0.5)

@@ -11,6 +11,7 @@ from typing import Any
 
 ALGORITHMS = ("q_transformer", "bc")
 OBS_MODES = ("image", "state")
+OBS_TOKENS = ("keypoints", "objects", "both")
 PRECISIONS = ("fp32", "bf16")  # TrainConfig.precision (CPU; CUDA uses amp)
 Q_REGRESSIONS = ("mse", "bce")  # TrainConfig.q_regression
 
@@ -54,6 +55,11 @@ class ModelConfig:
     coord_channels: bool = True  # x/y coordinate planes appended to the pixels (CoordConv)
     num_obs_tokens: int = 16  # spatial-softmax keypoints, each a token with its coordinates
     aux_dim: int = 0  # auxiliary head: object positions predicted from the keypoints (training only)
+    # Image mode, what the transformer's prefix holds of the observation: "keypoints" (the
+    # spatial-softmax tokens), "objects" (one token per object built from the positions the
+    # auxiliary head reads off the keypoints: the low-dim model's structure, fed from pixels) or
+    # "both" (docs/TRAINER.md, "Object tokens").
+    obs_tokens: str = "keypoints"
     # Q-T: a second head on the action tokens predicts the recorded action (training only,
     # TrainConfig.action_aux_weight); greedy decoding never reads it.
     action_aux: bool = False
@@ -85,6 +91,10 @@ class ModelConfig:
             raise ValueError(f"model config: 'obs_mode' must be one of {OBS_MODES}, got {self.obs_mode!r}")
         if self.aux_dim < 0 or self.state_dim < 0:
             raise ValueError("model config: 'aux_dim' and 'state_dim' must be >= 0")
+        if self.obs_tokens not in OBS_TOKENS:
+            raise ValueError(f"model config: 'obs_tokens' must be one of {OBS_TOKENS}, got {self.obs_tokens!r}")
+        if self.obs_tokens != "keypoints" and self.obs_mode != "image":
+            raise ValueError("model config: 'obs_tokens' is for obs_mode 'image' (state mode has object tokens)")
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"model config: 'd_model' ({self.d_model}) must be divisible by 'num_heads' ({self.num_heads})"

@@ -2,10 +2,13 @@
 
 Sequence layout (one sample):
 
-    [text, obs_1 .. obs_K, (proprio)]  [act_0, act_1, .., act_{D-1}]
+    [text, obs_1 .. obs_K, (proprio), (object_1 .. object_N)]  [act_0, act_1, .., act_{D-1}]
 
 ``obs_k`` are spatial-softmax keypoints of the conv feature map (image mode: a >= 16x16 map at
-64 px, coordinates kept), or one token of object features (state mode, for debugging). The
+64 px, coordinates kept), or one token per object from its features (state mode, for
+debugging). Image mode with object tokens (``ModelConfig.obs_tokens`` "objects" or "both") adds
+one token per object built from the positions the auxiliary head reads off the keypoints, the
+state mode's structure fed from pixels; "objects" leaves the keypoints out of the prefix. The
 proprio vector is standardised inside the network with the training data's statistics
 (buffers saved with the weights and exported into the ONNX graph), so callers feed raw values.
      \\______ prefix, bidirectional __/  \\____ causal, one token per action dimension ____/
@@ -131,41 +134,46 @@ def feature_grid(cfg: ModelConfig) -> tuple[int, int]:
     return h, w
 
 
-class StateEncoder(nn.Module):
-    """State mode: one token per object, so attention can pick the object the instruction names,
-    as keypoints do for images.
+class ObjectEncoder(nn.Module):
+    """One token per object, so attention can pick the object the instruction names.
 
-    A shared MLP reads each object's 7 features, the standardised proprio (so a token already
+    A shared MLP reads each object's features, the standardised proprio (so a token already
     relates its object to the gripper) and the object's one-hot identity; its hidden layer is
     FiLM-modulated by the instruction (zero-initialised), so "is this the cube I was asked for"
     can be computed inside the token. Without that the policy grasped well but went for a
     random cube (measured: 30 % on pick, one in three).
+
+    State mode feeds it the true object features; image mode with object tokens feeds it the
+    positions the auxiliary head reads off the keypoints, so a pixel policy gets the same
+    structure as the low-dim one without seeing the state.
     """
 
-    FEATURES_PER_OBJECT = 7  # qt_common.proprio.object_features
-
-    def __init__(self, state_dim: int, proprio_dim: int, embed_dim: int, d_model: int):
+    def __init__(self, num_objects: int, features_per_object: int, proprio_dim: int, embed_dim: int, d_model: int):
         super().__init__()
-        if state_dim % self.FEATURES_PER_OBJECT:
-            raise ValueError(f"model config: 'state_dim' {state_dim} is not a multiple of "
-                             f"{self.FEATURES_PER_OBJECT} object features")
-        self.num_objects = state_dim // self.FEATURES_PER_OBJECT
+        self.num_objects, self.features_per_object = num_objects, features_per_object
         hidden = 2 * d_model
-        self.inp = nn.Linear(self.FEATURES_PER_OBJECT + proprio_dim + self.num_objects, hidden)
+        self.inp = nn.Linear(features_per_object + proprio_dim + num_objects, hidden)
         self.film = nn.Linear(embed_dim, 2 * hidden)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
         self.out = nn.Linear(hidden, d_model)
-        self.register_buffer("identity", torch.eye(self.num_objects), persistent=False)
+        self.register_buffer("identity", torch.eye(num_objects), persistent=False)
 
-    def forward(self, state: Tensor, proprio: Tensor | None, embedding: Tensor) -> Tensor:
-        b = state.shape[0]
-        parts = [state.reshape(b, self.num_objects, self.FEATURES_PER_OBJECT)]
+    def forward(self, features: Tensor, proprio: Tensor | None, embedding: Tensor) -> Tensor:
+        b = features.shape[0]
+        parts = [features.reshape(b, self.num_objects, self.features_per_object)]
         if proprio is not None:
             parts.append(proprio.unsqueeze(1).expand(-1, self.num_objects, -1))
         parts.append(self.identity.expand(b, -1, -1))
         gamma, beta = self.film(embedding).unsqueeze(1).chunk(2, dim=-1)
         return self.out(F.gelu(self.inp(torch.cat(parts, dim=-1)) * (1.0 + gamma) + beta))
+
+
+STATE_FEATURES_PER_OBJECT = 7  # qt_common.proprio.object_features
+# image mode with object tokens: the auxiliary head's targets per object (Trainer._aux_targets):
+# x y z. Adding the sin and cos of 4 x yaw was measured worse: at 64 px the yaw was not learnt
+# (RMS 0.38 against a spread of 0.7) and the positions came out 12-15 mm off instead of 5 mm.
+AUX_FEATURES_PER_OBJECT = 3
 
 
 class Attention(nn.Module):
@@ -218,19 +226,32 @@ class QTransformer(nn.Module):
         self.cfg = cfg
         d, dm, nb = cfg.num_dims, cfg.d_model, cfg.num_bins
         self.image_mode = cfg.obs_mode == "image"
-        num_obs = cfg.num_obs_tokens if self.image_mode else cfg.state_dim // StateEncoder.FEATURES_PER_OBJECT
+        # tokens the auxiliary head reads (keypoints in image mode, objects in state mode)
+        num_obs = cfg.num_obs_tokens if self.image_mode else cfg.state_dim // STATE_FEATURES_PER_OBJECT
+        self.keypoints_in_prefix = cfg.obs_tokens in ("keypoints", "both")
+        self.object_encoder: ObjectEncoder | None = None
         if self.image_mode:
             self.encoder = FiLMConvEncoder(cfg)
             self.token_learner = TokenLearner(self.encoder.out_channels, cfg.num_obs_tokens, dm, feature_grid(cfg))
+            if cfg.obs_tokens != "keypoints":
+                if cfg.aux_dim < 1 or cfg.aux_dim % AUX_FEATURES_PER_OBJECT:
+                    raise ValueError(f"model config: obs_tokens {cfg.obs_tokens!r} needs 'aux_dim' a multiple of "
+                                     f"{AUX_FEATURES_PER_OBJECT} >= 1 (a dataset with object poses), got {cfg.aux_dim}")
+                self.object_encoder = ObjectEncoder(cfg.aux_dim // AUX_FEATURES_PER_OBJECT, AUX_FEATURES_PER_OBJECT,
+                                                    cfg.proprio_dim, cfg.embed_dim, dm)
         else:
-            if cfg.state_dim < 1:
-                raise ValueError("model config: obs_mode 'state' needs 'state_dim' >= 1 (a dataset with object poses)")
-            self.state_encoder = StateEncoder(cfg.state_dim, cfg.proprio_dim, cfg.embed_dim, dm)
+            if cfg.state_dim < 1 or cfg.state_dim % STATE_FEATURES_PER_OBJECT:
+                raise ValueError(f"model config: obs_mode 'state' needs 'state_dim' a multiple of "
+                                 f"{STATE_FEATURES_PER_OBJECT} >= 1 (a dataset with object poses), got {cfg.state_dim}")
+            self.state_encoder = ObjectEncoder(cfg.state_dim // STATE_FEATURES_PER_OBJECT, STATE_FEATURES_PER_OBJECT,
+                                               cfg.proprio_dim, cfg.embed_dim, dm)
         self.aux_head = nn.Linear(num_obs * dm, cfg.aux_dim) if cfg.aux_dim > 0 else None
+        num_objects = 0 if self.object_encoder is None else self.object_encoder.num_objects
         self.text_proj = nn.Linear(cfg.embed_dim, dm)
         self.proprio_proj = nn.Linear(cfg.proprio_dim, dm) if cfg.proprio_dim > 0 else None
         self.num_obs = num_obs
-        self.num_prefix = 1 + num_obs + (1 if cfg.proprio_dim > 0 else 0)
+        self.num_prefix = (1 + (num_obs if self.keypoints_in_prefix else 0) + (1 if cfg.proprio_dim > 0 else 0)
+                           + num_objects)
         # Input standardisation from the training data (Trainer.set_input_statistics); saved with
         # the weights, applied inside the exported graph.
         self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
@@ -267,6 +288,12 @@ class QTransformer(nn.Module):
     def encode(self, obs: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
         """Observation (uint8 images [B, H, W, 3], or float state [B, S] in state mode) + instruction
         embedding + raw proprio -> prefix tokens [B, P, dm]."""
+        return self._encode(obs, embedding, proprio, with_aux=False)[0]
+
+    def _encode(self, obs: Tensor, embedding: Tensor, proprio: Tensor | None, with_aux: bool
+                ) -> tuple[Tensor, Tensor | None]:
+        """(prefix tokens, the auxiliary head's standardised object positions if asked for or
+        needed by object tokens)."""
         if self.proprio_proj is not None:
             if proprio is None:
                 raise ValueError(f"proprio: this model expects [B, {self.cfg.proprio_dim}] proprioception")
@@ -276,15 +303,23 @@ class QTransformer(nn.Module):
             observed = self.token_learner(self.encoder(x, embedding))
         else:
             observed = self.state_encoder((obs.float() - self.state_mean) / self.state_std, proprio, embedding)
-        tokens = [self.text_proj(embedding).unsqueeze(1), observed]
+        # With object tokens the aux head reads the bare keypoints (they may not be in the prefix);
+        # without, the keypoint tokens of the prefix (as models trained before object tokens).
+        positions = self.aux_head(observed.flatten(1)) if self.object_encoder is not None else None
+        tokens = [self.text_proj(embedding).unsqueeze(1)]
+        if self.keypoints_in_prefix:
+            tokens.append(observed)
         if self.proprio_proj is not None:
             tokens.append(self.proprio_proj(proprio).unsqueeze(1))
-        return torch.cat(tokens, dim=1) + self.prefix_pos
-
-    def aux(self, prefix: Tensor) -> Tensor:
-        """Auxiliary prediction (standardised object positions) from the observation tokens."""
-        assert self.aux_head is not None
-        return self.aux_head(prefix[:, 1 : 1 + self.num_obs].flatten(1))
+        if self.object_encoder is not None:
+            # Last in the prefix, so a keypoints-only model lines up with this one's first tokens
+            # (Trainer._initialise_from). Stop-gradient: the positions stay what the auxiliary
+            # loss teaches, not whatever helps the action loss.
+            tokens.append(self.object_encoder(positions.detach(), proprio, embedding))
+        prefix = torch.cat(tokens, dim=1) + self.prefix_pos
+        if with_aux and positions is None and self.aux_head is not None:
+            positions = self.aux_head(prefix[:, 1 : 1 + self.num_obs].flatten(1))
+        return prefix, positions
 
     def _bin_tokens(self, bins: Tensor) -> Tensor:
         """Data bins [B, D] -> action-token inputs [B, D, dm] (start, then previous bins)."""
@@ -306,7 +341,7 @@ class QTransformer(nn.Module):
         """Teacher-forced logits [B, D, num_bins]: dim d's logits given the data's bins < d. With
         ``with_aux``: (logits, object-position prediction or None, action-prediction logits or
         None), the training-only heads the config has."""
-        prefix = self.encode(image, embedding, proprio)
+        prefix, objects = self._encode(image, embedding, proprio, with_aux)
         x = torch.cat([prefix, self._bin_tokens(bins)], dim=1)
         for block in self.blocks:
             x, _ = block(x, self.mask)
@@ -314,7 +349,6 @@ class QTransformer(nn.Module):
         logits = torch.einsum("bdh,dhn->bdn", h, self.head_weight) + self.head_bias
         if not with_aux:
             return logits
-        objects = self.aux(prefix) if self.aux_head is not None else None
         actions = (torch.einsum("bdh,dhn->bdn", h, self.action_aux_weight) + self.action_aux_bias
                    if self.cfg.action_aux else None)
         return logits, objects, actions

@@ -31,7 +31,16 @@ from qt_common.proprio import object_features
 from torch import Tensor
 
 from qt_trainer.checkpoint import load_checkpoint, save_checkpoint
-from qt_trainer.config import ALGORITHMS, MODEL_SIZES, OBS_MODES, PRECISIONS, Q_REGRESSIONS, ModelConfig, TrainConfig
+from qt_trainer.config import (
+    ALGORITHMS,
+    MODEL_SIZES,
+    OBS_MODES,
+    OBS_TOKENS,
+    PRECISIONS,
+    Q_REGRESSIONS,
+    ModelConfig,
+    TrainConfig,
+)
 from qt_trainer.data import Batch, TransitionSampler
 from qt_trainer.losses import LossSettings, bc_loss, bellman_targets, q_transformer_loss
 from qt_trainer.model import QTransformer
@@ -108,7 +117,7 @@ class Trainer:
         self.sampler = TransitionSampler(self.dataset, self.gamma, config.n_step, config.seed, config.augment_shift,
                                          images=image_mode)
         self.state_features = self._state_features(image_mode)
-        self.aux_targets = self._aux_targets(image_mode, config.aux_weight)
+        self.aux_targets = self._aux_targets(image_mode, config.aux_weight, config.model.obs_tokens != "keypoints")
 
         if state is not None:
             self.instructions = list(state["instructions"])
@@ -177,9 +186,12 @@ class Trainer:
                              "(bags recorded without /sim/object_poses)")
         return object_features(np.asarray(poses).reshape(len(self.dataset), -1, 7))
 
-    def _aux_targets(self, image_mode: bool, weight: float) -> np.ndarray | None:
+    def _aux_targets(self, image_mode: bool, weight: float, object_tokens: bool) -> np.ndarray | None:
         """Standardised object positions [N, K * 3] for the auxiliary loss, if the data has poses."""
         poses = self.dataset.object_poses
+        if object_tokens and (not image_mode or weight <= 0 or poses is None):
+            raise ValueError(f"obs_tokens: object tokens need obs_mode 'image', aux_weight > 0 and a dataset with "
+                             f"object_poses ({self.dataset.path})")
         if not image_mode or weight <= 0 or poses is None:
             return None
         xyz = np.asarray(poses, np.float32).reshape(len(self.dataset), -1, 7)[:, :, :3].reshape(len(self.dataset), -1)
@@ -198,14 +210,23 @@ class Trainer:
 
     def _initialise_from(self, path: Path) -> list[str]:
         """Copy the weights of ``path``'s model whose name and shape match this model's; returns
-        their names. The input statistics stay this dataset's."""
+        their names. The input statistics stay this dataset's.
+
+        The prefix's position embeddings are copied row by row when the source has fewer prefix
+        tokens (a model without object tokens, which come last): the tokens both have keep theirs."""
         source = load_checkpoint(path)["model"]
         own = self.model.state_dict()
         statistics = {"proprio_mean", "proprio_std", "state_mean", "state_std"}
         taken = [k for k, v in source.items() if k in own and k not in statistics and own[k].shape == v.shape]
         if not taken:
             raise ValueError(f"init_from: {path} has no weights of this model's names and shapes")
-        self.model.load_state_dict({**own, **{k: source[k] for k in taken}})
+        weights = {**own, **{k: source[k] for k in taken}}
+        rows = source.get("prefix_pos")
+        if rows is not None and "prefix_pos" not in taken and rows.shape[1:] == own["prefix_pos"].shape[1:] \
+                and rows.shape[0] < own["prefix_pos"].shape[0]:
+            weights["prefix_pos"] = torch.cat([rows, own["prefix_pos"][rows.shape[0]:]])
+            taken.append("prefix_pos")
+        self.model.load_state_dict(weights)
         return taken
 
     def _time_progress(self) -> float:
@@ -459,6 +480,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         model = replace(model, algorithm=args.algorithm)
     if args.obs_mode:
         model = replace(model, obs_mode=args.obs_mode)
+    if args.obs_tokens:
+        model = replace(model, obs_tokens=args.obs_tokens)
     overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": args.lr_schedule,
         "warmup_steps": args.warmup_steps, "gamma": args.gamma, "n_step": args.n_step, "alpha": args.alpha,
@@ -514,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default 1: see docs/TRAINER.md)")
     parser.add_argument("--obs-mode", choices=OBS_MODES,
                         help="image (default) or state: object poses + proprio instead of the image (sim data)")
+    parser.add_argument("--obs-tokens", choices=OBS_TOKENS,
+                        help="image mode: the prefix holds keypoints (default), objects (one token per object "
+                             "from the predicted positions; training needs object poses) or both (docs/TRAINER.md)")
     parser.add_argument("--bc-label-sigma", type=float,
                         help="BC: Gaussian soft target over neighbouring bins, in bins (default 2; 0: one-hot)")
     parser.add_argument("--q-bin-sigma", type=float,
