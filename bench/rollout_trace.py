@@ -56,7 +56,7 @@ def trace_episode(model, spec, evaluator, embedding: torch.Tensor, task: str, se
         offset = scene.cube_pos[colour][:2] - scene.ee_pos[:2]
         seen = ""
         if scale is not None:
-            predicted = model._encode(image, embedding, proprio, True)[1][0].numpy() * scale[1] + scale[0]
+            predicted = model.object_positions(image, embedding, proprio)[0].numpy() * scale[1] + scale[0]
             error = predicted.reshape(-1, 3)[named] - scene.cube_pos[colour]
             seen_error.append(float(np.linalg.norm(error[:2])))
             seen = f" seen off cm {np.round(error * 100, 1)}"

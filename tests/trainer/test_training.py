@@ -217,6 +217,10 @@ def test_object_tokens_read_the_aux_prediction_and_leave_it_to_the_aux_loss(tmp_
     net(image, embedding, torch.zeros(4, net.cfg.num_dims, dtype=torch.long), proprio).sum().backward()
     assert net.aux_head.weight.grad is None or not net.aux_head.weight.grad.any()
     assert net.object_encoder.inp.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # what the object tokens read is the aux head's prediction
+        _, predicted, _ = net(image, embedding, torch.zeros(4, net.cfg.num_dims, dtype=torch.long), proprio,
+                              with_aux=True)
+        torch.testing.assert_close(net.object_positions(image, embedding, proprio), predicted)
     trainer.run()
     trainer.close()
     no_poses = write_mdp(tmp_path / "m", [([0], [(1, 2)], "success")], 0.9)

@@ -228,7 +228,9 @@ class QTransformer(nn.Module):
         self.image_mode = cfg.obs_mode == "image"
         # tokens the auxiliary head reads (keypoints in image mode, objects in state mode)
         num_obs = cfg.num_obs_tokens if self.image_mode else cfg.state_dim // STATE_FEATURES_PER_OBJECT
-        self.keypoints_in_prefix = cfg.obs_tokens in ("keypoints", "both")
+        # the observation tokens (keypoints, or state mode's objects) are in the prefix unless
+        # obs_tokens is "objects", where the keypoints only feed the aux head
+        self.observed_in_prefix = cfg.obs_tokens in ("keypoints", "both")
         self.object_encoder: ObjectEncoder | None = None
         if self.image_mode:
             self.encoder = FiLMConvEncoder(cfg)
@@ -250,7 +252,7 @@ class QTransformer(nn.Module):
         self.text_proj = nn.Linear(cfg.embed_dim, dm)
         self.proprio_proj = nn.Linear(cfg.proprio_dim, dm) if cfg.proprio_dim > 0 else None
         self.num_obs = num_obs
-        self.num_prefix = (1 + (num_obs if self.keypoints_in_prefix else 0) + (1 if cfg.proprio_dim > 0 else 0)
+        self.num_prefix = (1 + (num_obs if self.observed_in_prefix else 0) + (1 if cfg.proprio_dim > 0 else 0)
                            + num_objects)
         # Input standardisation from the training data (Trainer.set_input_statistics); saved with
         # the weights, applied inside the exported graph.
@@ -290,6 +292,15 @@ class QTransformer(nn.Module):
         embedding + raw proprio -> prefix tokens [B, P, dm]."""
         return self._encode(obs, embedding, proprio, with_aux=False)[0]
 
+    def object_positions(self, obs: Tensor, embedding: Tensor, proprio: Tensor | None = None) -> Tensor:
+        """The auxiliary head's standardised object positions [B, aux_dim] (what object tokens
+        read; bench/rollout_trace.py compares them with the sim's)."""
+        if self.aux_head is None:
+            raise ValueError("object_positions: this model has no auxiliary head (aux_dim 0)")
+        positions = self._encode(obs, embedding, proprio, with_aux=True)[1]
+        assert positions is not None
+        return positions
+
     def _encode(self, obs: Tensor, embedding: Tensor, proprio: Tensor | None, with_aux: bool
                 ) -> tuple[Tensor, Tensor | None]:
         """(prefix tokens, the auxiliary head's standardised object positions if asked for or
@@ -307,7 +318,7 @@ class QTransformer(nn.Module):
         # without, the keypoint tokens of the prefix (as models trained before object tokens).
         positions = self.aux_head(observed.flatten(1)) if self.object_encoder is not None else None
         tokens = [self.text_proj(embedding).unsqueeze(1)]
-        if self.keypoints_in_prefix:
+        if self.observed_in_prefix:
             tokens.append(observed)
         if self.proprio_proj is not None:
             tokens.append(self.proprio_proj(proprio).unsqueeze(1))
