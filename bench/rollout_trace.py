@@ -30,12 +30,13 @@ def position_scale(state: dict) -> tuple[np.ndarray, np.ndarray] | None:
     """(mean, std) of the object positions the auxiliary head was trained on (standardised
     targets, Trainer._aux_targets), from the run's dataset; None if the model has no object tokens."""
     from qt_common.dataset import Dataset
+    from qt_trainer.data import object_positions
 
     if state["model_config"].get("obs_tokens", "keypoints") == "keypoints":
         return None
-    data = Dataset(state["data_path"])
-    xyz = np.asarray(data.object_poses, np.float32).reshape(len(data), -1, 7)[:, :, :3].reshape(len(data), -1)
-    return xyz.mean(0), np.maximum(xyz.std(0), 1e-3)
+    positions = object_positions(Dataset(state["data_path"]))
+    assert positions is not None, "an object-token model is trained on data with object poses"
+    return positions[1], positions[2]
 
 
 def trace_episode(model, spec, evaluator, embedding: torch.Tensor, task: str, seed: int, steps: bool,

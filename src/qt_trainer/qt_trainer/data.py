@@ -101,3 +101,15 @@ class TransitionSampler:
         padded = np.pad(images, ((0, 0), (s, s), (s, s), (0, 0)), mode="edge")
         dy, dx = rng.integers(0, 2 * s + 1, size=(2, b))
         return np.stack([padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+
+
+def object_positions(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Object xyz of every frame [N, K * 3] with its per-column mean and std (std floored at
+    1e-3), or None without object poses: the auxiliary head's targets before standardisation
+    (Trainer._aux_targets), and how bench/rollout_trace.py turns its predictions back into metres."""
+    poses = dataset.object_poses
+    if poses is None:
+        return None
+    n = len(dataset)
+    xyz = np.asarray(poses, np.float32).reshape(n, -1, 7)[:, :, :3].reshape(n, -1)
+    return xyz, xyz.mean(0), np.maximum(xyz.std(0), 1e-3)

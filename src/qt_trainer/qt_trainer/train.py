@@ -41,7 +41,7 @@ from qt_trainer.config import (
     ModelConfig,
     TrainConfig,
 )
-from qt_trainer.data import Batch, TransitionSampler
+from qt_trainer.data import Batch, TransitionSampler, object_positions
 from qt_trainer.losses import LossSettings, bc_loss, bellman_targets, q_transformer_loss
 from qt_trainer.model import QTransformer
 
@@ -192,10 +192,11 @@ class Trainer:
         if object_tokens and (not image_mode or weight <= 0 or poses is None):
             raise ValueError(f"obs_tokens: object tokens need obs_mode 'image', aux_weight > 0 and a dataset with "
                              f"object_poses ({self.dataset.path})")
-        if not image_mode or weight <= 0 or poses is None:
+        positions = object_positions(self.dataset)
+        if not image_mode or weight <= 0 or positions is None:
             return None
-        xyz = np.asarray(poses, np.float32).reshape(len(self.dataset), -1, 7)[:, :, :3].reshape(len(self.dataset), -1)
-        return ((xyz - xyz.mean(0)) / np.maximum(xyz.std(0), 1e-3)).astype(np.float32)
+        xyz, mean, std = positions
+        return ((xyz - mean) / std).astype(np.float32)
 
     def _set_input_statistics(self) -> None:
         """Proprio (and state) standardisation from the training data, stored in the model."""
