@@ -93,6 +93,10 @@ class Recorder:
     def since(self, t_monotonic: float) -> list[Any]:
         return [m for t, _, m in self.items if t >= t_monotonic]
 
+    def items_since(self, t_monotonic: float) -> list[tuple[float, float, Any]]:
+        """(monotonic, wall, message) of the messages that arrived at or after ``t_monotonic``."""
+        return [item for item in self.items if item[0] >= t_monotonic]
+
     def clear(self) -> None:
         self.items.clear()
 

@@ -86,6 +86,15 @@ class Tap:
         self.thread.join(timeout=10)
 
 
+def _window_report(tap: Tap, start_ns: int, end_ns: int, rec) -> str:
+    """What the tap saw of one episode (ms after START), to tell a lost message from a misaligned one."""
+    def ms(stamps):
+        return [round((t - start_ns) / 1e6) for t in sorted(stamps) if start_ns <= t <= end_ns + 10**9]
+
+    return (f"END at {(end_ns - start_ns) / 1e6:.0f} ms; tap images {ms(tap.images)}; "
+            f"tap actions {ms(a[0] for a in tap.actions)}\n{rec.output()[-3000:]}")
+
+
 def test_sim_episodes_record_and_convert_to_what_was_published(
     tmp_path: Path, recorder, children, qt_cli, topic_prefix, convert_flags
 ) -> None:
@@ -153,7 +162,7 @@ def test_sim_episodes_record_and_convert_to_what_was_published(
         final_frame = max(t for t in tap.images if starts[episode_id] <= t <= end_stamp)
         # Steps: the actions from START up to the outcome frame (an action on it never ran).
         sent = [a for a in tap.actions if starts[episode_id] <= a[0] < final_frame]
-        assert len(sent) == frames.stop - frames.start > 5, rec.output()[-4000:]
+        assert len(sent) == frames.stop - frames.start > 5, _window_report(tap, starts[episode_id], end_stamp, rec)
         np.testing.assert_array_equal(ds.images[frames], np.stack([tap.images[stamp] for stamp, _, _ in sent]))
         values = np.stack([v for _, v, _ in sent]).astype(np.float64)
         np.testing.assert_array_equal(ds.bins[frames], SPEC.values_to_bins(values))

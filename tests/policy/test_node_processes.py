@@ -53,14 +53,31 @@ def is_zero_twist(msg) -> bool:
     return not any((t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z))
 
 
+def _stamp_wall_s(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
 def assert_single_stop_then_silence(probe: PolicyProbe, since: float, silence_s: float = 1.0) -> None:
-    """After ``since``: motion may still arrive briefly, then exactly one stop, then nothing."""
+    """After ``since``: motion may still arrive briefly, then exactly one stop, then nothing.
+
+    Actions are checked in arrival order. Twists are checked by their header stamp (the node's
+    clock when it published them), not by arrival, and a zero twist is not taken for the stop: a
+    command that moves only the gripper has one too, and the probe runs one callback at a time, so
+    the twist of a tick before ``since`` can arrive after it (a CI run failed on exactly that: zero,
+    motion, stop). The node stamps the twist before it publishes the action of the same tick, so a
+    twist stamped later than the stop action's arrival is a command after the stop.
+    """
+    since_wall = time.time() - (time.monotonic() - since)
     probe.wait_until(lambda: any(is_stop(m) for m in probe.actions.since(since)), 5.0, "stop command")
     probe.spin(silence_s)
-    for recorder, stop in ((probe.actions, is_stop), (probe.twists, is_zero_twist)):
-        after = recorder.since(since)
-        first_stop = next(i for i, m in enumerate(after) if stop(m))
-        assert len(after) == first_stop + 1, f"commands after the stop: {after[first_stop:]}"
+    after = probe.actions.since(since)
+    first_stop = next(i for i, m in enumerate(after) if is_stop(m))
+    assert len(after) == first_stop + 1, f"commands after the stop: {after[first_stop:]}"
+    stop_arrived_wall = next(wall for _, wall, m in probe.actions.items_since(since) if is_stop(m))
+    published = sorted((m for m in probe.twists.messages if _stamp_wall_s(m) >= since_wall), key=_stamp_wall_s)
+    assert published and is_zero_twist(published[-1]), f"no zero twist published after the stop: {published}"
+    later = [m for m in published if _stamp_wall_s(m) > stop_arrived_wall]
+    assert not later, f"twists published after the stop: {later}"
 
 
 def test_commands_arrive_at_the_control_rate_with_consistent_content(tiny_model, children):

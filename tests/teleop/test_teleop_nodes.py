@@ -81,7 +81,7 @@ def test_keyboard_teleop_drives_the_sim_through_its_services(children, peer):
     children.append(keyboard)
     keyboard.wait_for("KEYBOARD_READY", timeout=STARTUP_S)
     peer.spin_until(lambda: len(poses) >= 2, 30, "driver state")
-    peer.spin_for(1.0)  # let the teleop discover the sim's services (episode_mode auto)
+    keyboard.wait_for("EPISODES VIA SIM", timeout=30)  # episode_mode auto found the sim's services
 
     keyboard.write("n")
     keyboard.wait_for(r"EPISODE START \S+ '.*green.*'", timeout=15)

@@ -26,6 +26,7 @@ from qt_msgs.msg import EpisodeEvent
 from qt_msgs.srv import EndEpisode, StartEpisode
 
 EPISODE_MODES = ("auto", "sim", "events")
+SERVICE_CHECK_S = 0.25  # auto mode: how often the sim's start service is looked for
 REQUESTS = ("start", "success", "failure", "discard")
 OUTCOMES = {
     "success": EpisodeEvent.OUTCOME_SUCCESS,
@@ -61,6 +62,19 @@ class EpisodeSwitch:
         self.instruction_pub = node.create_publisher(String, params["instruction_topic"], reliable(1, latched=True))
         self.start_client = node.create_client(StartEpisode, params["start_service"])
         self.end_client = node.create_client(EndEpisode, params["end_service"])
+        # auto: the operator sees which way the next start goes, and when it changes. Service
+        # discovery takes a moment (seconds on a loaded machine): a start pressed before the
+        # sim's services are found publishes a START event of its own instead.
+        self._sim_found = False
+        if params["episode_mode"] == "auto":
+            node.create_timer(SERVICE_CHECK_S, self._announce_mode)
+
+    def _announce_mode(self) -> None:
+        found = self.start_client.service_is_ready()
+        if found != self._sim_found:
+            self._sim_found = found
+            self.say(f"EPISODES VIA SIM: {self.p['start_service']} found; start asks the sim" if found else
+                     f"EPISODES VIA EVENTS: {self.p['start_service']} gone; start publishes a START event")
 
     def use_sim(self) -> bool:
         mode = self.p["episode_mode"]
