@@ -188,12 +188,11 @@ class Trainer:
 
     def _aux_targets(self, image_mode: bool, weight: float, object_tokens: bool) -> np.ndarray | None:
         """Standardised object positions [N, K * 3] for the auxiliary loss, if the data has poses."""
-        poses = self.dataset.object_poses
-        if object_tokens and (not image_mode or weight <= 0 or poses is None):
-            raise ValueError(f"obs_tokens: object tokens need obs_mode 'image', aux_weight > 0 and a dataset with "
-                             f"object_poses ({self.dataset.path})")
-        positions = object_positions(self.dataset)
-        if not image_mode or weight <= 0 or positions is None:
+        positions = object_positions(self.dataset) if image_mode and weight > 0 else None
+        if positions is None:
+            if object_tokens:
+                raise ValueError(f"obs_tokens: object tokens need obs_mode 'image', aux_weight > 0 and a dataset "
+                                 f"with object_poses ({self.dataset.path})")
             return None
         xyz, mean, std = positions
         return ((xyz - mean) / std).astype(np.float32)
