@@ -9,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.episode_bags import PERIOD, T0, Msg, action_msg, compressed_msg, craft_episode, image_msg, write_bag
+from helpers.episode_bags import (
+    PERIOD,
+    T0,
+    Msg,
+    action_msg,
+    compressed_msg,
+    craft_episode,
+    event_msg,
+    image_msg,
+    write_bag,
+)
 from qt_common.action_spec import ActionSpec
 from qt_common.dataset import Dataset, monte_carlo_returns
 from qt_data_logger.convert import ConvertOptions, convert, read_episode
@@ -72,6 +82,32 @@ def test_each_action_takes_the_newest_frame_at_or_before_it(tmp_path: Path) -> N
     assert result.episode.extra["actions_on_final_frame"] == 1
     np.testing.assert_array_equal(result.episode.bins, np.full((10, 5), 128))  # zero action = neutral bin
     assert result.episode.length == 10
+
+
+def test_frames_stamped_after_end_belong_to_the_next_episode(tmp_path: Path) -> None:
+    """A recorder loaded for longer than end_grace_s writes the next episode's first frame (and the
+    action on it) before it handles END (seen in CI). The outcome frame is still the last one
+    stamped at or before END: the same steps as the bag without them."""
+    episode = craft_episode(steps=6, seed=3)
+    final_ns = T0 + 6 * PERIOD
+    late = [Msg("/qt/action", "qt_msgs/msg/ArmAction", final_ns + 50, action_msg(final_ns, np.zeros(5, np.float32)))]
+    for ns in (final_ns + PERIOD, final_ns + 2 * PERIOD):
+        frame = synthetic_frame(999, 32, 24)
+        late.append(Msg("/camera/image_raw", "sensor_msgs/msg/Image", ns + 10, image_msg(ns, frame)))
+        late.append(Msg("/qt/action", "qt_msgs/msg/ArmAction", ns + 30, action_msg(ns, np.zeros(5, np.float32))))
+    end_at = max(i for i, m in enumerate(episode.messages) if m.topic == "/episode/events")
+    messages = episode.messages[:end_at] + late + episode.messages[end_at:]  # written before END, as under load
+    result = read_episode(write_bag(tmp_path / "late_end", messages, episode.custom), _options((32, 24)))
+    np.testing.assert_array_equal(result.episode.images, np.stack(episode.frames))
+    np.testing.assert_array_equal(result.episode.bins, SPEC.values_to_bins(episode.values.astype(np.float64)))
+    assert result.stats["frames_after_end"] == 2 and result.episode.extra["frames_after_end"] == 2
+    assert result.stats["dropped_on_final_frame"] == 3  # the action on the outcome frame and the two after END
+
+    early_end = [m for m in messages if m.topic != "/episode/events"]
+    early_end.append(Msg("/episode/events", "qt_msgs/msg/EpisodeEvent", T0 - 5 * PERIOD,
+                         event_msg(T0 - 5 * PERIOD, 2, 1, "ep-0", episode.instruction)))
+    with pytest.raises(ValueError, match=r"END is stamped 0\.500 s before the first /camera/image_raw frame"):
+        read_episode(write_bag(tmp_path / "skewed", early_end, episode.custom), _options((32, 24)))
 
 
 def test_actions_long_before_the_first_frame_are_refused(crafted, tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ Alignment rule (the control clock): **one dataset step per commanded action**. T
 on the action topic are the control ticks; each is paired with the newest camera frame whose
 header stamp is at or before the action's header stamp (for a policy the action carries the
 stamp of the image it was computed from, so it gets exactly that frame; for teleop it gets
-the last frame the operator could have seen). The episode's last camera frame is the outcome
-it ended on (the sim publishes it right before END): an action paired with it was never
-executed and is not a step, so reward 1 always sits on the action that led to success.
-Actions before the first frame and on the final frame are dropped (counted); a frame older
+the last frame the operator could have seen). The episode's last camera frame stamped at or
+before its END event is the outcome it ended on (the sim publishes it right before END): an
+action paired with it was never executed and is not a step, so reward 1 always sits on the
+action that led to success. Frames stamped after END belong to the next episode (a loaded
+recorder can write one) and are dropped (counted), like the actions before the first frame
+and those on the final frame; a frame older
 than ``--max-image-age`` is an error, because a frozen camera would silently teach the
 policy the wrong observation. Proprioception, when requested, uses
 the same rule on its topic.
@@ -327,6 +329,9 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
     instruction = _instruction(bag, options, custom, events, instructions)
     if not images:
         raise BagError(bag, camera, "", "no camera frames")
+    after_end = _frames_after_end(bag, options, camera, image_stamps, events)
+    if after_end:
+        del image_stamps[-after_end:], images[-after_end:]
     steps_at = np.asarray(actions.stamps, dtype=np.int64)
     frame_of = _pair(np.asarray(image_stamps, dtype=np.int64), steps_at)
     keep = frame_of >= 0
@@ -369,6 +374,7 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
             "camera_frames": len(images),
             "actions_before_first_frame": first,
             "actions_on_final_frame": on_final,
+            "frames_after_end": after_end,
             "labels": "label_topic" if labels else "action",
             "source": action_source(action_sources[first:last]),
         },
@@ -379,9 +385,32 @@ def _read_validated(bag: Path, options: ConvertOptions, status: BagStatus) -> Ba
         "steps": len(steps_at),
         "dropped_leading": first,
         "dropped_on_final_frame": on_final,
+        "frames_after_end": after_end,
         "step_stamps_ns": steps_at,  # the control ticks kept (the LeRobot export pairs a second camera with them)
     }
     return BagResult(str(bag), episode=episode, stats=stats)
+
+
+def _frames_after_end(bag: Path, options: ConvertOptions, camera: str, stamps: list[int], events: list[Any]) -> int:
+    """How many trailing frames are stamped after the END event: the next episode's, not this one's.
+
+    An episode covers the stamps [START, END]. The recorder holds messages ``end_grace_s`` to
+    sort out a frame stamped after END that it handled before END, but a machine loaded for
+    longer than that writes the frame anyway; without this cut, that frame would become the
+    outcome frame and the action on the real outcome frame a step that never ran.
+    """
+    ends = [e for e in events if int(e.event) == bf.EVENT_END]
+    end_ns = _stamp_ns(ends[-1]) if ends else 0
+    if not end_ns:
+        return 0  # no END, or one without a stamp: the last frame is the outcome frame
+    inside = int(np.searchsorted(np.asarray(stamps, dtype=np.int64), end_ns, side="right"))
+    if inside == 0:
+        raise BagError(
+            bag, options.events_topic, "header.stamp",
+            f"END is stamped {(stamps[0] - end_ns) / 1e9:.3f} s before the first {camera} frame: "
+            "the camera and the episode events do not share a clock",
+        )
+    return len(stamps) - inside
 
 
 def _check_start(bag: Path, camera: str, custom: dict[str, str], first_action_ns: int, first_frame_ns: int) -> None:
