@@ -25,6 +25,7 @@ included (``Rung.warm_start``).
 
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
+R5n1 is R5's data and BC runs with the Q-learners on 1-step returns (the paper's setting).
 
 Each stage is skipped when its output exists (rerun to resume; delete a run's folder to redo
 it). The table at the end: rung, learner, data (episodes, success rate of the data), training
@@ -100,6 +101,12 @@ class Rung:
     # run folders (run-<learner>-<variant>-s<seed>), so runs of another network never mix.
     train_args: tuple[str, ...] = ()
     variant: str = ""
+    # Flags of the Q-learning learners only (n-step: BC has no TD target) and the name they add to
+    # those runs; the BC runs stay the ones of the same rung without them (found by name).
+    q_args: tuple[str, ...] = ()
+    q_variant: str = ""
+    # Another rung whose folder (data, runs) this one uses: the same data under another setting.
+    data_from: str = ""
 
     @property
     def task_list(self) -> str:
@@ -118,6 +125,12 @@ RUNGS: dict[str, Rung] = {
     "R5": Rung("R5", "vision, mixed pick, 64 px", "pick/", 1000, 64, "image", tuple(LEARNERS), 30.0, 1.5, 4000, 20,
                collect_args=MIXED, seeds=(0, 1), steps=24000, comparison=True,
                train_args=("--obs-tokens", "objects"), variant="objects"),
+    # The paper's setting: 1-step TD targets, where the Monte Carlo bound is what carries a success
+    # back along the episode (with R5's 10-step returns the TD targets reach it without the bound).
+    "R5n1": Rung("R5n1", "vision, mixed pick, 64 px, 1-step returns", "pick/", 1000, 64, "image",
+                 ("bc", "qt", "qt-no-mc-bound"), 30.0, 1.5, 4000, 20, collect_args=MIXED, seeds=(0, 1), steps=24000,
+                 comparison=True, train_args=("--obs-tokens", "objects"), variant="objects",
+                 q_args=("--n-step", "1"), q_variant="n1", data_from="R5"),
     "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 30.0, 1.0, 4000,
                10, collect_args=MIXED, steps=12000, comparison=True, warm_start=True),
 }
@@ -165,7 +178,8 @@ def _train(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int, tag
               "--steps", str(rung.steps), "--time-budget-min", f"{rung.budget_min:g}", "--threads", "1",
               "--seed", str(seed), "--batch-size", str(rung.batch_size), "--lr", f"{rung.lr:g}",
               "--eval-every", str(rung.eval_every), "--eval-episodes-per-task", "5",
-              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *rung.train_args, *TRAIN_EXTRA,
+              "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *rung.train_args,
+              *(rung.q_args if learner != "bc" else ()), *TRAIN_EXTRA,
               *(("--init-from", str(init_from)) if init_from else ())],
              folder / f"train{tag}.log")
     return run
@@ -185,6 +199,8 @@ def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, s
         phase_end = _history(phase)[-1]
         phase_minutes, phase_steps = phase_end["train_wall_s"] / 60, phase_end["step"]
         init_from = phase / "checkpoint.pt"
+    if learner != "bc" and rung.q_variant:
+        variant += f"-{rung.q_variant}"
     tag = ("" if not rung.comparison and seed == 0 and not variant
            else f"-{learner}{'-initbc' if rung.warm_start else ''}{variant}-s{seed}")
     run = _train(rung, folder, dataset, learner, seed, tag, init_from)
@@ -257,7 +273,7 @@ def _verdict(rung: Rung, runs: list[dict[str, Any]], data: dict[str, Any]) -> tu
 
 
 def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
-    folder = work / rung.name
+    folder = work / (rung.data_from or rung.name)
     folder.mkdir(parents=True, exist_ok=True)
     print(f"== {rung.name}: {rung.title}", flush=True)
     dataset = _collect(rung, folder)
@@ -270,7 +286,8 @@ def run_rung(rung: Rung, work: Path) -> dict[str, Any]:
             for learner in rung.learners for seed in rung.seeds]
     met, checks = _verdict(rung, runs, data)
     result = {"rung": asdict(rung), "data": data, "runs": runs, "met_target": met, "checks": checks}
-    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    result_file = folder / (f"result-{rung.name}.json" if rung.data_from else "result.json")
+    result_file.write_text(json.dumps(result, indent=1))
     print(f"  {rung.name}: {'; '.join(checks)}", flush=True)
     return result
 

@@ -131,3 +131,23 @@ def test_a_comparison_counts_only_when_significant(ladder) -> None:
     met, checks = ladder._verdict(rung, runs(9, 8), data)
     assert not met and checks == ["Q-T >= 1 x BC (p = 0.4): NO"]
     assert ladder._verdict(rung, runs(30, 8), data)[0]
+
+
+def test_q_learner_flags_leave_the_bc_runs_of_the_rung_the_data_comes_from(ladder, tmp_path, monkeypatch) -> None:
+    """R5n1: R5's folder and data; its Q-learners train with --n-step 1 into runs named -n1, while
+    BC (no TD target) is R5's own run, found by name and not trained again."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
+    r5 = replace(ladder.RUNGS["R5"], learners=("bc",), steps=100, seeds=(0,))
+    ladder.run_rung(r5, tmp_path)
+    commands.clear()
+
+    result = ladder.run_rung(replace(ladder.RUNGS["R5n1"], steps=100, seeds=(0,)), tmp_path)
+
+    assert not [c for c in commands if c[1] in ("collect", "convert")]
+    trains = [c for c in commands if c[1] == "train"]
+    assert [c[c.index("--out") + 1] for c in trains] == [
+        str(tmp_path / "R5" / name) for name in ("run-qt-objects-n1-s0", "run-qt-no-mc-bound-objects-n1-s0")]
+    assert all(c[c.index("--n-step") + 1] == "1" for c in trains)
+    assert [r["learner"] for r in result["runs"]] == ["bc", "qt", "qt-no-mc-bound"]
+    assert (tmp_path / "R5" / "result-R5n1.json").is_file() and not (tmp_path / "R5n1").exists()
