@@ -5,6 +5,7 @@
     python bench/learning_ladder.py --rungs R2 --budget-min R2=20
     python bench/learning_ladder.py --rungs R4              # BC vs Q-T and its ablations, 2 seeds
     python bench/learning_ladder.py --rungs R4 --learners bc,qt
+    python bench/learning_ladder.py --rungs R5n1 --seeds 0  # R5 with 1-step returns (MC-bound ablation)
 
 Every rung goes the way a robot's data goes: ``qt collect --inprocess`` (scripted expert; R1-R3
 with DART noise injection and clean labels, R4-R6 with mixed-quality data: half the episodes
@@ -127,8 +128,9 @@ RUNGS: dict[str, Rung] = {
                train_args=("--obs-tokens", "objects"), variant="objects"),
     # The paper's setting: 1-step TD targets, where the Monte Carlo bound is what carries a success
     # back along the episode (with R5's 10-step returns the TD targets reach it without the bound).
+    # A 1-step run takes ~28 min (one more target pass): the 40-min budget leaves the steps the limit.
     "R5n1": Rung("R5n1", "vision, mixed pick, 64 px, 1-step returns", "pick/", 1000, 64, "image",
-                 ("bc", "qt", "qt-no-mc-bound"), 30.0, 1.5, 4000, 20, collect_args=MIXED, seeds=(0, 1), steps=24000,
+                 ("bc", "qt", "qt-no-mc-bound"), 40.0, 1.5, 4000, 20, collect_args=MIXED, seeds=(0, 1), steps=24000,
                  comparison=True, train_args=("--obs-tokens", "objects"), variant="objects",
                  q_args=("--n-step", "1"), q_variant="n1", data_from="R5"),
     "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 30.0, 1.0, 4000,
