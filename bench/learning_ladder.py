@@ -17,12 +17,12 @@ included); state-mode models are evaluated in process by the trainer's evaluator
 run in the node). Final success is measured on held-out test layouts (seeds from 100000), never
 on the validation layouts (from 200000) that chose the checkpoint.
 
-R5's learners read the scene through object tokens (``qt train --obs-tokens objects``: one token
-per object from the positions the auxiliary head reads off the pixels, the low-dim model's
-structure); from keypoint tokens the Q-Transformer trained from scratch stalled next to the cube
-(docs/E2E.md, "R5: what was tried"). R6 starts every learner from a BC run on the same data
-(run-bc-s<seed>, no reward) and trains it the same number of steps again with its own loss, BC
-included (``Rung.warm_start``).
+R5's and R6's learners read the scene through object tokens (``qt train --obs-tokens objects``:
+one token per object from the positions the auxiliary head reads off the pixels, the low-dim
+model's structure); from keypoint tokens the Q-Transformer trained from scratch stalled next to
+the cube (docs/E2E.md, "R5: what was tried"). ``Rung.warm_start`` (every learner from a BC run on
+the same data, run-bc-s<seed>, then the same number of steps again with its own loss, BC
+included) was R6's first setting, with keypoint tokens.
 
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
@@ -133,8 +133,11 @@ RUNGS: dict[str, Rung] = {
                  ("bc", "qt", "qt-no-mc-bound"), 40.0, 1.5, 4000, 20, collect_args=MIXED, seeds=(0, 1), steps=24000,
                  comparison=True, train_args=("--obs-tokens", "objects"), variant="objects",
                  q_args=("--n-step", "1"), q_variant="n1", data_from="R5"),
+    # R5's recipe on all tasks (object tokens, from scratch). Its first run, keypoint tokens started
+    # from a BC phase (warm_start=True, 12 000 + 12 000 steps), gave Q-T 9/150 and BC 8/150.
     "R6": Rung("R6", "vision, mixed, all 15 tasks, 64 px", "", 1500, 64, "image", ("bc", "qt"), 30.0, 1.0, 4000,
-               10, collect_args=MIXED, steps=12000, comparison=True, warm_start=True),
+               10, collect_args=MIXED, steps=24000, comparison=True, train_args=("--obs-tokens", "objects"),
+               variant="objects"),
 }
 def _run(cmd: list[str], log: Path) -> None:
     """Run one ``qt`` stage, its output into ``log`` (and the last lines on failure)."""

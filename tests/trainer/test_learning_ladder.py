@@ -64,7 +64,8 @@ def _fake_stage(commands: list[list[str]]):
 def test_warm_start_rung_trains_every_learner_from_the_same_bc_phase(ladder, tmp_path, monkeypatch) -> None:
     commands: list[list[str]] = []
     monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
-    rung = replace(ladder.RUNGS["R6"], extra_collect=(30, 1000), steps=100, seeds=(0,))
+    rung = replace(ladder.RUNGS["R6"], extra_collect=(30, 1000), steps=100, seeds=(0,), warm_start=True,
+                   train_args=(), variant="")
 
     result = ladder.run_rung(rung, tmp_path)
 
@@ -109,7 +110,8 @@ def test_a_variant_adds_its_flags_to_every_training_and_names_its_runs(ladder, t
     every qt train."""
     commands: list[list[str]] = []
     monkeypatch.setattr(ladder, "_run", _fake_stage(commands))
-    rung = replace(ladder.RUNGS["R6"], steps=100, train_args=("--obs-tokens", "objects"), variant="objects")
+    rung = replace(ladder.RUNGS["R6"], steps=100, train_args=("--obs-tokens", "objects"), variant="objects",
+                   warm_start=True)
 
     ladder.run_rung(rung, tmp_path)
 
