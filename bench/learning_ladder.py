@@ -109,6 +109,12 @@ class Rung:
     # Another rung whose folder (data, runs) this one uses: the same data under another setting.
     data_from: str = ""
 
+    def q_setting(self, learner: str) -> tuple[tuple[str, ...], str]:
+        """(flags, run-name suffix) only the Q-learners get: BC has no TD target."""
+        if learner == "bc":
+            return (), ""
+        return self.q_args, f"-{self.q_variant}" if self.q_variant else ""
+
     @property
     def task_list(self) -> str:
         return self.tasks or "all"
@@ -184,7 +190,7 @@ def _train(rung: Rung, folder: Path, dataset: Path, learner: str, seed: int, tag
               "--seed", str(seed), "--batch-size", str(rung.batch_size), "--lr", f"{rung.lr:g}",
               "--eval-every", str(rung.eval_every), "--eval-episodes-per-task", "5",
               "--eval-seed-base", str(VALIDATION_SEED_BASE), "--no-progress", *rung.train_args,
-              *(rung.q_args if learner != "bc" else ()), *TRAIN_EXTRA,
+              *rung.q_setting(learner)[0], *TRAIN_EXTRA,
               *(("--init-from", str(init_from)) if init_from else ())],
              folder / f"train{tag}.log")
     return run
@@ -204,8 +210,7 @@ def _train_and_evaluate(rung: Rung, folder: Path, dataset: Path, learner: str, s
         phase_end = _history(phase)[-1]
         phase_minutes, phase_steps = phase_end["train_wall_s"] / 60, phase_end["step"]
         init_from = phase / "checkpoint.pt"
-    if learner != "bc" and rung.q_variant:
-        variant += f"-{rung.q_variant}"
+    variant += rung.q_setting(learner)[1]
     tag = ("" if not rung.comparison and seed == 0 and not variant
            else f"-{learner}{'-initbc' if rung.warm_start else ''}{variant}-s{seed}")
     run = _train(rung, folder, dataset, learner, seed, tag, init_from)
