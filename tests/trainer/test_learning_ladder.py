@@ -153,3 +153,14 @@ def test_q_learner_flags_leave_the_bc_runs_of_the_rung_the_data_comes_from(ladde
     assert all(c[c.index("--n-step") + 1] == "1" for c in trains)
     assert [r["learner"] for r in result["runs"]] == ["bc", "qt", "qt-no-mc-bound"]
     assert (tmp_path / "R5" / "result-R5n1.json").is_file() and not (tmp_path / "R5n1").exists()
+
+
+def test_r6x3_is_r6_with_three_times_the_episodes_on_new_layouts(ladder) -> None:
+    """The data-size experiment changes one thing: R6's collection plus a second one whose seeds
+    start where R6's end (new layouts, none collected twice), 300 episodes per task in all."""
+    r6, r6x3 = ladder.RUNGS["R6"], ladder.RUNGS["R6x3"]
+    extra_episodes, extra_first_seed = r6x3.extra_collect
+    assert extra_first_seed == r6.episodes
+    assert (r6x3.episodes + extra_episodes) == 3 * r6.episodes
+    changed = {name for name, value in vars(r6x3).items() if value != getattr(r6, name)}
+    assert changed == {"name", "title", "extra_collect"}
