@@ -6,6 +6,7 @@
     python bench/learning_ladder.py --rungs R4              # BC vs Q-T and its ablations, 2 seeds
     python bench/learning_ladder.py --rungs R4 --learners bc,qt
     python bench/learning_ladder.py --rungs R5n1 --seeds 0  # R5 with 1-step returns (MC-bound ablation)
+    python bench/learning_ladder.py --rungs R6x3 --seeds 0  # R6 with 300 episodes per task
 
 Every rung goes the way a robot's data goes: ``qt collect --inprocess`` (scripted expert; R1-R3
 with DART noise injection and clean labels, R4-R6 with mixed-quality data: half the episodes
@@ -26,7 +27,8 @@ included) was R6's first setting, with keypoint tokens.
 
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
-R5n1 is R5's data and BC runs with the Q-learners on 1-step returns (the paper's setting).
+R5n1 is R5's data and BC runs with the Q-learners on 1-step returns (the paper's setting);
+R6x3 is R6 with three times the episodes (the extra 3000 on new layouts).
 
 Each stage is skipped when its output exists (rerun to resume; delete a run's folder to redo
 it). The table at the end: rung, learner, data (episodes, success rate of the data), training
