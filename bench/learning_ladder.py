@@ -6,6 +6,7 @@
     python bench/learning_ladder.py --rungs R4              # BC vs Q-T and its ablations, 2 seeds
     python bench/learning_ladder.py --rungs R4 --learners bc,qt
     python bench/learning_ladder.py --rungs R5n1 --seeds 0  # R5 with 1-step returns (MC-bound ablation)
+    python bench/learning_ladder.py --rungs R5n3 --seeds 0  # R5 with 3-step returns
     python bench/learning_ladder.py --rungs R6x3 --seeds 0  # R6 with 300 episodes per task
 
 Every rung goes the way a robot's data goes: ``qt collect --inprocess`` (scripted expert; R1-R3
@@ -146,6 +147,10 @@ RUNGS: dict[str, Rung] = {
 RUNGS["R5n1"] = replace(RUNGS["R5"], name="R5n1", title="vision, mixed pick, 64 px, 1-step returns",
                         learners=("bc", "qt", "qt-no-mc-bound"), budget_min=40.0, q_args=("--n-step", "1"),
                         q_variant="n1", data_from="R5")
+# Between the two: 3-step returns reach a success three steps at a time, so the bound still carries
+# it back along most of an episode (unlike 10-step), with fewer target hops than 1-step.
+RUNGS["R5n3"] = replace(RUNGS["R5"], name="R5n3", title="vision, mixed pick, 64 px, 3-step returns",
+                        q_args=("--n-step", "3"), q_variant="n3", data_from="R5")
 # R6 with three times the episodes (300 per task; R5 has 333 per pick task): R6's Q-T read the
 # named object yet its greedy first-dimension Q fell to ~0 within a step or two on new layouts, as
 # if the value of a move were learnt per training layout. The extra 3000 start at R6's last seed.

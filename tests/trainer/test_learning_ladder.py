@@ -164,3 +164,13 @@ def test_r6x3_is_r6_with_three_times_the_episodes_on_new_layouts(ladder) -> None
     assert (r6x3.episodes + extra_episodes) == 3 * r6.episodes
     changed = {name for name, value in vars(r6x3).items() if value != getattr(r6, name)}
     assert changed == {"name", "title", "extra_collect"}
+
+
+def test_r5n3_is_r5_with_3_step_returns_for_the_q_learners_only(ladder) -> None:
+    """The n-step experiment changes one thing: the Q-learners' n-step, on R5's data, with every
+    R5 learner (BC's runs are R5's own: q_args never reach BC)."""
+    r5, r5n3 = ladder.RUNGS["R5"], ladder.RUNGS["R5n3"]
+    changed = {name for name, value in vars(r5n3).items() if value != getattr(r5, name)}
+    assert changed == {"name", "title", "q_args", "q_variant", "data_from"}
+    assert r5n3.data_from == "R5" and r5n3.q_setting("qt") == (("--n-step", "3"), "-n3")
+    assert r5n3.q_setting("bc") == ((), "")
