@@ -171,6 +171,7 @@ def test_r5n3_is_r5_with_3_step_returns_for_the_q_learners_only(ladder) -> None:
     R5 learner (BC's runs are R5's own: q_args never reach BC)."""
     r5, r5n3 = ladder.RUNGS["R5"], ladder.RUNGS["R5n3"]
     changed = {name for name, value in vars(r5n3).items() if value != getattr(r5, name)}
-    assert changed == {"name", "title", "q_args", "q_variant", "data_from"}
+    assert changed == {"name", "title", "budget_min", "q_args", "q_variant", "data_from"}
+    assert r5n3.steps == r5.steps  # the wall-clock budget only gives room; the steps stay equal
     assert r5n3.data_from == "R5" and r5n3.q_setting("qt") == (("--n-step", "3"), "-n3")
     assert r5n3.q_setting("bc") == ((), "")
