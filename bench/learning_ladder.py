@@ -29,6 +29,7 @@ included) was R6's first setting, with keypoint tokens.
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
 R5n1 is R5's data and BC runs with the Q-learners on 1-step returns (the paper's setting);
+R5n3 the same with 3-step returns;
 R6x3 is R6 with three times the episodes (the extra 3000 on new layouts).
 
 Each stage is skipped when its output exists (rerun to resume; delete a run's folder to redo
