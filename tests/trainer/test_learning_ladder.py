@@ -83,7 +83,7 @@ def test_warm_start_rung_trains_every_learner_from_the_same_bc_phase(ladder, tmp
         assert command[command.index("--init-from") + 1] == str(phase / "checkpoint.pt")
         assert command[command.index("--steps") + 1] == "100"
     by_learner = {r["learner"]: r for r in result["runs"]}
-    assert by_learner["qt"]["training"] == {"minutes": 2.0, "steps": 200, "best_step": 200}
+    assert by_learner["qt"]["training"] == {"minutes": 2.0, "steps": 200, "best_step": 200, "all_steps": True}
     assert result["data"] == {"episodes": 4, "successes": 2, "frames": 40, "collect_wall_s": 20.0}
     assert result["met_target"] and by_learner["qt"]["success"]["successes"] == 30
 
@@ -127,7 +127,8 @@ def test_a_comparison_counts_only_when_significant(ladder) -> None:
     rung = ladder.RUNGS["R6"]  # target: Q-T above BC
 
     def runs(qt: int, bc: int) -> list[dict]:
-        return [{"learner": name, "success": {"successes": k, "episodes": 150}} for name, k in (("qt", qt), ("bc", bc))]
+        return [{"learner": name, "seed": 0, "success": {"successes": k, "episodes": 150},
+                 "training": {"steps": 24000, "all_steps": True}} for name, k in (("qt", qt), ("bc", bc))]
 
     data = {"successes": 750, "episodes": 1500}
     met, checks = ladder._verdict(rung, runs(9, 8), data)
@@ -171,7 +172,25 @@ def test_r5n3_is_r5_with_3_step_returns_for_the_q_learners_only(ladder) -> None:
     R5 learner (BC's runs are R5's own: q_args never reach BC)."""
     r5, r5n3 = ladder.RUNGS["R5"], ladder.RUNGS["R5n3"]
     changed = {name for name, value in vars(r5n3).items() if value != getattr(r5, name)}
-    assert changed == {"name", "title", "budget_min", "q_args", "q_variant", "data_from"}
-    assert r5n3.steps == r5.steps  # the wall-clock budget only gives room; the steps stay equal
+    assert changed == {"name", "title", "q_args", "q_variant", "data_from"}
     assert r5n3.data_from == "R5" and r5n3.q_setting("qt") == (("--n-step", "3"), "-n3")
     assert r5n3.q_setting("bc") == ((), "")
+
+
+def test_a_run_the_clock_stopped_voids_the_comparison(ladder, tmp_path, monkeypatch) -> None:
+    """Equal gradient steps for every learner: a run that the wall-clock budget ended early (a
+    slower host) makes the rung MISSED with the run named, whatever the success rates say."""
+    commands: list[list[str]] = []
+    fake = _fake_stage(commands)
+
+    def short_qt(cmd: list[str], log: Path) -> None:
+        if cmd[1] == "train" and "q_transformer" in cmd:
+            cmd = [*cmd[:cmd.index("--steps") + 1], "60", *cmd[cmd.index("--steps") + 2:]]
+        fake(cmd, log)
+
+    monkeypatch.setattr(ladder, "_run", short_qt)
+    result = ladder.run_rung(replace(ladder.RUNGS["R6"], steps=100), tmp_path)
+
+    assert [r["training"]["all_steps"] for r in result["runs"]] == [True, False]
+    assert not result["met_target"]
+    assert result["checks"] == ["equal steps: NO, stopped by the clock before 100: qt s0 (60)"]
