@@ -133,7 +133,7 @@ RUNGS: dict[str, Rung] = {
                batch_size=64, lr=1e-3, collect_args=MIXED, seeds=(0, 1), steps=6000, comparison=True),
     # Object tokens (qt train --obs-tokens objects): the low-dim model's structure read from pixels;
     # from keypoint tokens the Q-T reached 9/60 from scratch and 17-24/60 warm-started from BC.
-    # R5 and R6: a Q-T's 24 000 steps took 22-26 min on one host and 33-36 on another; the 45-min
+    # R5 and R6: a Q-T's 24 000 steps took 22-26 min on one host and 33-35 on another; the 45-min
     # budget leaves the steps the limit on both (the verdict refuses runs the clock stopped).
     "R5": Rung("R5", "vision, mixed pick, 64 px", "pick/", 1000, 64, "image", tuple(LEARNERS), 45.0, 1.5, 4000, 20,
                collect_args=MIXED, seeds=(0, 1), steps=24000, comparison=True,
@@ -285,8 +285,8 @@ def _verdict(rung: Rung, runs: list[dict[str, Any]], data: dict[str, Any]) -> tu
         return False, ["partial: needs both bc and qt"]
     rate = {name: k / max(n, 1) for name, (k, n) in counts.items()}
     qt = counts["qt"]
-    short = [f"{r['learner']} s{r['seed']} ({r['training']['steps']})" for r in runs if not r["training"]["all_steps"]]
-    if short:  # unequal steps compare budgets, not learners: rerun with a larger --budget-min
+    short = [f"{r['learner']} s{r['seed']} at {r['training']['steps']}" for r in runs if not r["training"]["all_steps"]]
+    if short:  # unequal steps compare budgets, not learners: delete those runs, rerun with more --budget-min
         return False, [f"equal steps: NO, stopped by the clock before {rung.steps}: {', '.join(short)}"]
 
     def check(text: str, holds: bool, higher: tuple[int, int], lower: tuple[int, int]) -> tuple[str, bool]:

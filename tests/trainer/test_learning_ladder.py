@@ -193,4 +193,4 @@ def test_a_run_the_clock_stopped_voids_the_comparison(ladder, tmp_path, monkeypa
 
     assert [r["training"]["all_steps"] for r in result["runs"]] == [True, False]
     assert not result["met_target"]
-    assert result["checks"] == ["equal steps: NO, stopped by the clock before 100: qt s0 (60)"]
+    assert result["checks"] == ["equal steps: NO, stopped by the clock before 100: qt s0 at 60"]
