@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from helpers.episode_bags import action_msg, event_msg, image_msg
 from qt_data_logger.bag_status import inspect_bag, load_metadata
-from qt_data_logger.recorder_core import EpisodeRecorder, EventInfo, Incoming, RecorderConfig
+from qt_data_logger.recorder_core import DeliveryOrderLogTimes, EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 from rosbags.highlevel import AnyReader
 
 from qt_data_logger import bag_format as bf
@@ -298,3 +298,16 @@ def test_a_bag_without_actions_or_frames_is_incomplete(tmp_path: Path) -> None:
     _finish(core)
     status = inspect_bag(tmp_path / "bags" / "ep")
     assert status.state == "incomplete" and status.detail == "no camera frames (outcome 'success')"
+
+
+def test_log_times_follow_delivery_order_per_topic() -> None:
+    """A sample repaired after a loss arrives with a later reception time than the ones after it;
+    the log times (the order a bag is read back in) keep delivery order on each topic, and one
+    topic's late sample never holds back another topic."""
+    log_time = DeliveryOrderLogTimes()
+    received = [("/a", 100), ("/a", 300), ("/b", 150), ("/a", 200), ("/a", 400), ("/b", 160)]
+    logged = [log_time(topic, ns) for topic, ns in received]
+    assert logged == [100, 300, 150, 300, 400, 160]
+    for topic in ("/a", "/b"):
+        mine = [ns for (t, _), ns in zip(received, logged, strict=True) if t == topic]
+        assert mine == sorted(mine)

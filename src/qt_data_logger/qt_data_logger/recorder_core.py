@@ -544,3 +544,21 @@ class EpisodeRecorder:
             seed=episode.seed,
         )
         return bytes(self._store.serialize_cdr(event, "qt_msgs/msg/EpisodeEvent"))
+
+
+class DeliveryOrderLogTimes:
+    """Log time of each message: its DDS reception time, but never earlier on a topic than the
+    previous message's.
+
+    Why: a reliable writer's samples are delivered in order, yet a sample repaired after a loss
+    carries a later reception time than the samples received after it, and bags are read back
+    in log-time order: without this the converter sees that topic's stamps out of order (a CI
+    run saw an action 0.2 s late under load) and refuses the episode."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def __call__(self, topic: str, received_ns: int) -> int:
+        log_ns = max(received_ns, self._last.get(topic, received_ns))
+        self._last[topic] = log_ns
+        return log_ns
