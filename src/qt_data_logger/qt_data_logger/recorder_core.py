@@ -155,6 +155,25 @@ def _new_episode_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+class DeliveryOrderLogTimes:
+    """Log time of each message written: its reception time, but never earlier on a topic than
+    the previous message's, so a bag reads back in the order messages were delivered.
+
+    Why: a reliable writer's samples are delivered in order, yet a sample repaired after a loss
+    carries a later reception time than the samples received after it, and bags are read back
+    in log-time order: without this the converter sees that topic's stamps out of order (a CI
+    run saw an action 0.2 s late under load) and refuses the episode. Applied in
+    ``EpisodeRecorder._write``, the one place every message reaches a bag (held, preroll, events)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def __call__(self, topic: str, received_ns: int) -> int:
+        log_ns = max(received_ns, self._last.get(topic, received_ns))
+        self._last[topic] = log_ns
+        return log_ns
+
+
 class EpisodeRecorder:
     """Turns a stream of messages plus start/end requests into finalised episode bags."""
 
@@ -176,6 +195,7 @@ class EpisodeRecorder:
         self.clock_ns = clock_ns
         self.log = log
         self.io = BagIO(int(config.queue_limit_mb * 1e6))
+        self._log_time = DeliveryOrderLogTimes()
         self.ignore_events_before_ns: int | None = None
         self.last_error = ""
         self.finished: list[WriteResult] = []
@@ -276,7 +296,8 @@ class EpisodeRecorder:
         episode.sequence_gaps += msg.seq_gap
         if msg.stamp_ns is not None:
             episode.first_stamp_ns.setdefault(msg.topic, msg.stamp_ns)
-        if not self.io.write(episode.writer, msg.topic, log_time_ns or msg.recv_ns, msg.data):
+        log_ns = self._log_time(msg.topic, log_time_ns or msg.recv_ns)
+        if not self.io.write(episode.writer, msg.topic, log_ns, msg.data):
             episode.dropped += 1
             if episode.dropped == 1 or episode.dropped % 100 == 0:
                 self.log.error(
@@ -545,20 +566,3 @@ class EpisodeRecorder:
         )
         return bytes(self._store.serialize_cdr(event, "qt_msgs/msg/EpisodeEvent"))
 
-
-class DeliveryOrderLogTimes:
-    """Log time of each message: its DDS reception time, but never earlier on a topic than the
-    previous message's.
-
-    Why: a reliable writer's samples are delivered in order, yet a sample repaired after a loss
-    carries a later reception time than the samples received after it, and bags are read back
-    in log-time order: without this the converter sees that topic's stamps out of order (a CI
-    run saw an action 0.2 s late under load) and refuses the episode."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    def __call__(self, topic: str, received_ns: int) -> int:
-        log_ns = max(received_ns, self._last.get(topic, received_ns))
-        self._last[topic] = log_ns
-        return log_ns

@@ -32,14 +32,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from qt_common import topic_map
 from qt_data_logger import bag_format as bf
-from qt_data_logger.recorder_core import (
-    TOPIC_PARAMETERS,
-    DeliveryOrderLogTimes,
-    EpisodeRecorder,
-    EventInfo,
-    Incoming,
-    RecorderConfig,
-)
+from qt_data_logger.recorder_core import TOPIC_PARAMETERS, EpisodeRecorder, EventInfo, Incoming, RecorderConfig
 
 RELIABILITY_CHOICES = ("auto", "reliable", "best_effort")
 # Topic parameters whose topics must each deliver a message before an episode is recorded: a bag
@@ -156,7 +149,6 @@ class RecorderNode(Node):
             self.core.ignore_events_before_ns = self.get_clock().now().nanoseconds
         self._types = {t.msgtype: _import_type(t.msgtype) for t in self.topics}
         self._last_seq: dict[tuple[str, bytes], int] = {}
-        self._log_time = DeliveryOrderLogTimes()
 
         from qt_msgs.srv import EndEpisode, StartEpisode
 
@@ -258,7 +250,7 @@ class RecorderNode(Node):
     # ---- callbacks ------------------------------------------------------------------------
 
     def on_raw(self, topic: _Topic, data: bytes, info: dict[str, Any]) -> None:
-        recv_ns = self._log_time(topic.name, int(info.get("received_timestamp") or time.time_ns()))
+        recv_ns = int(info.get("received_timestamp") or time.time_ns())
         gap = self._sequence_gap(topic.name, info)
         try:
             stamp = bf.header_stamp_ns(data) if topic.stamped else None
