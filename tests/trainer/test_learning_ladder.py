@@ -167,14 +167,16 @@ def test_r6x3_is_r6_with_three_times_the_episodes_on_new_layouts(ladder) -> None
     assert changed == {"name", "title", "extra_collect"}
 
 
-def test_r5n3_is_r5_with_3_step_returns_for_the_q_learners_only(ladder) -> None:
-    """The n-step experiment changes one thing: the Q-learners' n-step, on R5's data, with every
-    R5 learner (BC's runs are R5's own: q_args never reach BC)."""
-    r5, r5n3 = ladder.RUNGS["R5"], ladder.RUNGS["R5n3"]
-    changed = {name for name, value in vars(r5n3).items() if value != getattr(r5, name)}
+@pytest.mark.parametrize("base", ["R5", "R6x3"])
+def test_the_3_step_rung_changes_only_the_q_learners_n_step(ladder, base: str) -> None:
+    """An n-step experiment changes one thing: the Q-learners' n-step, on the base rung's data,
+    with every learner of the base rung (BC's runs are the base rung's own: q_args never reach BC)."""
+    rung, n3 = ladder.RUNGS[base], ladder.RUNGS[f"{base}n3"]
+    changed = {name for name, value in vars(n3).items() if value != getattr(rung, name)}
     assert changed == {"name", "title", "q_args", "q_variant", "data_from"}
-    assert r5n3.data_from == "R5" and r5n3.q_setting("qt") == (("--n-step", "3"), "-n3")
-    assert r5n3.q_setting("bc") == ((), "")
+    assert n3.data_from == base and n3.q_setting("qt") == (("--n-step", "3"), "-n3")
+    assert n3.q_setting("bc") == ((), "")
+    assert n3.title == f"{rung.title}, 3-step returns"
 
 
 def test_a_run_the_clock_stopped_voids_the_comparison(ladder, tmp_path, monkeypatch) -> None:
