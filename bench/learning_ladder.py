@@ -6,8 +6,9 @@
     python bench/learning_ladder.py --rungs R4              # BC vs Q-T and its ablations, 2 seeds
     python bench/learning_ladder.py --rungs R4 --learners bc,qt
     python bench/learning_ladder.py --rungs R5n1 --seeds 0  # R5 with 1-step returns (MC-bound ablation)
-    python bench/learning_ladder.py --rungs R5n3 --seeds 0  # R5 with 3-step returns
+    python bench/learning_ladder.py --rungs R5n3            # R5 with 3-step returns, 2 seeds
     python bench/learning_ladder.py --rungs R6x3 --seeds 0  # R6 with 300 episodes per task
+    python bench/learning_ladder.py --rungs R6x3n3 --seeds 0  # R6x3 with 3-step returns
 
 Every rung goes the way a robot's data goes: ``qt collect --inprocess`` (scripted expert; R1-R3
 with DART noise injection and clean labels, R4-R6 with mixed-quality data: half the episodes
@@ -29,7 +30,7 @@ included) was R6's first setting, with keypoint tokens.
 Targets: R1-R3 a success rate; R4-R5 Q-T >= 1.5x BC, Q-T above the data's own success rate,
 and each ablation (no conservative term, no Monte Carlo bound) below Q-T; R6 Q-T above BC.
 R5n1 is R5's data and BC runs with the Q-learners on 1-step returns (the paper's setting);
-R5n3 the same with 3-step returns;
+R5n3 the same with 3-step returns (R4n3 and R6x3n3 likewise for R4 and R6x3);
 R6x3 is R6 with three times the episodes (the extra 3000 on new layouts).
 
 Each stage is skipped when its output exists (rerun to resume; delete a run's folder to redo
@@ -160,6 +161,8 @@ RUNGS["R5n1"] = _with_n_step("R5", 1, learners=("bc", "qt", "qt-no-mc-bound"))
 # Between the two: 3-step returns reach a success three steps at a time, so the bound still carries
 # it back along most of an episode (unlike 10-step), with fewer target hops than 1-step.
 RUNGS["R5n3"] = _with_n_step("R5", 3)
+# R4 at 3-step: what `qt train`'s default n-step (10, chosen on R4) would need before it changed.
+RUNGS["R4n3"] = _with_n_step("R4", 3)
 # R6 with three times the episodes (300 per task; R5 has 333 per pick task): R6's Q-T read the
 # named object yet its greedy first-dimension Q fell to ~0 within a step or two on new layouts, as
 # if the value of a move were learnt per training layout. The extra 3000 start at R6's last seed.

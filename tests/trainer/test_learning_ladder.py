@@ -167,7 +167,7 @@ def test_r6x3_is_r6_with_three_times_the_episodes_on_new_layouts(ladder) -> None
     assert changed == {"name", "title", "extra_collect"}
 
 
-@pytest.mark.parametrize("base", ["R5", "R6x3"])
+@pytest.mark.parametrize("base", ["R4", "R5", "R6x3"])
 def test_the_3_step_rung_changes_only_the_q_learners_n_step(ladder, base: str) -> None:
     """An n-step experiment changes one thing: the Q-learners' n-step, on the base rung's data,
     with every learner of the base rung (BC's runs are the base rung's own: q_args never reach BC)."""
