@@ -168,7 +168,8 @@ RUNGS["R4n3"] = _with_n_step("R4", 3)
 # if the value of a move were learnt per training layout. The extra 3000 start at R6's last seed.
 RUNGS["R6x3"] = replace(RUNGS["R6"], name="R6x3", title="vision, mixed, all 15 tasks, 64 px, 300 episodes per task",
                         extra_collect=(3000, RUNGS["R6"].episodes))
-# R6x3 with R5n3's 3-step returns, which took R5's Q-T from 35/60 (10-step) to 49/60 at seed 0.
+# R6x3 with R5n3's 3-step returns, which took R5's Q-T from 35/60 (10-step) to 49/60 at seed 0;
+# here the Q-T's seed 0 scored 23/150, as at 10-step (docs/E2E.md).
 RUNGS["R6x3n3"] = _with_n_step("R6x3", 3)
 
 
