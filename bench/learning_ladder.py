@@ -397,8 +397,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.precision:
         TRAIN_EXTRA[:] = ["--precision", args.precision]
-    from dataclasses import replace
-
     rungs = []
     for name in [r.strip() for r in args.rungs.split(",") if r.strip()]:
         if name not in RUNGS:

@@ -565,4 +565,3 @@ class EpisodeRecorder:
             seed=episode.seed,
         )
         return bytes(self._store.serialize_cdr(event, "qt_msgs/msg/EpisodeEvent"))
-
