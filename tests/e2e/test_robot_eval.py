@@ -184,3 +184,27 @@ def test_gamepad_demonstrations_on_the_stand_in_arm_become_training_data(tmp_pat
     assert sorted(e["outcome"] for e in ds.episodes) == ["failure", "success"]
     assert {e["source"] for e in ds.episodes} == {"teleop"} and ds.instructions == [INSTRUCTION]
     assert (ds.bins[:, 0] > 128).sum() >= 10, "the forward stick should be in the demonstrations"
+
+
+def test_a_trial_without_the_recorder_never_moves_the_arm(tmp_path, children, peer):
+    """--bags promises a bag per trial: with no recorder listening, the trial stops before the policy
+    node is activated (the START must be acknowledged first), with an error naming the recorder."""
+    from lifecycle_msgs.srv import GetState
+    from std_srvs.srv import Trigger
+
+    model = export_tiny_policy(tmp_path / "tiny", image_size=(48, 64), seed=3, instructions=(INSTRUCTION,))
+    policy = python_child("qt_policy_node.node", "--ros-args", "-r", f"__ns:={NS}", "--params-file",
+                          str(default_params_file()), "-p", f"model_path:={model}", "-p", "autostart:=false")
+    children.append(policy)
+    policy.wait_for_line("policy_node: ready", timeout=STARTUP_S)
+    actions = peer.subscribe(ArmAction, f"{NS}/qt/action", depth=100)
+    session = python_pty_child("qt_common.cli", "eval", "--robot", "--model", str(model), "--task",
+                               f"pick/red={INSTRUCTION}", "--trials-per-task", "1", "--out", str(tmp_path / "session"),
+                               "--bags", str(tmp_path / "bags"), "--namespace", NS, "--startup-timeout", "5")
+    children.append(session)
+    session.wait_for(r"trial 1/1: task pick/red", timeout=STARTUP_S)
+    assert peer.call(Trigger, f"{NS}/robot_eval/start", Trigger.Request()).success
+    session.wait_for(r"node .recorder. subscribing to \S+/episode/events .*: not within 5 s", timeout=60)
+    assert session.wait(timeout=60) != 0
+    state = peer.call(GetState, f"{NS}/policy_node/get_state", GetState.Request()).current_state.label
+    assert state == "inactive" and not [m for m in actions if m.source == ArmAction.SOURCE_POLICY]

@@ -103,6 +103,23 @@ def test_episode_is_the_stamp_window_between_start_and_end(tmp_path: Path) -> No
     assert log.find("EPISODE_WRITTEN id=ep outcome=success messages=6")
 
 
+def test_a_start_later_than_the_preroll_is_named(tmp_path: Path) -> None:
+    """A START handled more than preroll_s after frames stamped after it (a sender discovered late;
+    the robot eval's resumed trial in CI): those frames are gone, and the log says so."""
+    period = 100_000_000
+    for late_periods, warned in ((5, False), (15, True)):
+        core, log = _recorder(tmp_path / str(late_periods), preroll_s=1.0)
+        base = time.time_ns()
+        for k in range(1, late_periods + 1):  # frames stamped after START, received on time
+            core.on_message(_frame(base + k * period))
+        core.on_event(*_event(bf.EVENT_START, 0, base))  # received late_periods periods after its stamp
+        core.on_event(*_event(bf.EVENT_END, 1, base + (late_periods + 1) * period))
+        _finish(core)
+        frames = _stamps(tmp_path / str(late_periods) / "bags" / "ep", CAMERA)
+        assert bool(log.find("START_LATE id=ep")) == warned
+        assert (frames[0] > base + period) == warned  # what the warning is about: the first frames are gone
+
+
 def test_service_driven_episode_writes_its_own_events_and_instruction(tmp_path: Path) -> None:
     core, _ = _recorder(tmp_path)
     instruction = bytes(

@@ -203,6 +203,7 @@ class EpisodeRecorder:
         self._closed: _Episode | None = None  # the last finalised episode, to report late messages
         self.late_messages = 0
         self._ring: deque[Incoming] = deque()
+        self._evicted_stamp_ns = -1  # newest stamp the pre-roll ring let go of: a later START lost it
         self._held: deque[Incoming] = deque()  # messages of the recording episode not yet written
         self._latest_instruction: Incoming | None = None
         self._store = bf.episode_typestore()
@@ -270,7 +271,7 @@ class EpisodeRecorder:
         self._ring.append(msg)
         horizon = msg.recv_ns - int(self.config.preroll_s * 1e9)
         while self._ring and self._ring[0].recv_ns < horizon:
-            self._ring.popleft()
+            self._evicted_stamp_ns = max(self._evicted_stamp_ns, self._ring.popleft().stamp_ns or 0)
 
     @staticmethod
     def _in_window(episode: _Episode, msg: Incoming) -> bool:
@@ -398,6 +399,14 @@ class EpisodeRecorder:
                                  key=lambda m: m.recv_ns))
         self.last_error = ""
         self.log.info(f"EPISODE_STARTED id={episode_id} reason={reason} path={path} instruction={instruction!r}")
+        if self._evicted_stamp_ns >= start and not pending:
+            # The START reached us more than preroll_s after messages stamped after it (a sender
+            # this recorder discovered late, a stalled machine): the bag lacks the episode's start.
+            self.log.warning(
+                f"START_LATE id={episode_id}: messages stamped after its START left the pre-roll "
+                f"(preroll_s={self.config.preroll_s:g}) before the START arrived; the bag lacks the episode's first "
+                "messages (sequence_gaps counts them) - raise preroll_s, or make the sender wait for the recorder"
+            )
         return Reply(True, episode_id, instruction, f"recording into {path}")
 
     def _wait(self, request: dict[str, Any]) -> Reply:

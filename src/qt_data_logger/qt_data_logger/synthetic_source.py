@@ -8,8 +8,9 @@ Used by bench/logger_soak.py and the logger tests, and useful on a new machine t
 that recording works before a robot is attached. Every message is reconstructible from its
 index: camera frames carry their index in the first 8 bytes (``camera``) or are
 ``synthetic_frame(index)`` (``episodes``), actions are drawn from a seeded generator. Each
-publisher waits until the recorder has matched (never a fixed sleep), and before exiting
-waits until every reliable sample is acknowledged. ``episodes`` prints a ``MANIFEST`` JSON
+publisher waits until the recorder has matched it from both sides (a probe stamped 0, which no
+episode records, acknowledged; never a fixed sleep), and before exiting waits until every
+reliable sample is acknowledged. ``episodes`` prints a ``MANIFEST`` JSON
 line describing everything it published, so a test can compare a dataset with it.
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 from qt_common.action_spec import ActionSpec
 
 MATCH_TIMEOUT_S = 30.0
+PROBE_STAMP_NS = 0  # the matching probe's stamp: before every episode's START, so never recorded
 
 
 def synthetic_frame(index: int, width: int, height: int) -> np.ndarray:
@@ -89,7 +91,18 @@ class _Source:
     def stamp(self, header: Any, ns: int) -> None:
         header.stamp.sec, header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
 
-    def wait_matched(self) -> bool:
+    def wait_matched(self, probes: dict[Any, Any]) -> bool:
+        """Until the recorder receives what these publishers send from now on.
+
+        A publisher's subscription count is its own side of the match only: the recorder's
+        reader may discover this writer tens of milliseconds later, and what was published in
+        between is lost (a CI run lost camera frames 0-3 of a soak and the first frames of an
+        episode that way, although every sample was reported acknowledged). So each volatile
+        publisher in ``probes`` then sends its probe message, stamped 0 so that no episode
+        window holds it (never recorded), and waits until every reader acknowledged it: a
+        reader acknowledges only a writer it has matched. A best-effort reader acknowledges
+        nothing; for it the probe proves nothing.
+        """
         deadline = time.monotonic() + MATCH_TIMEOUT_S
         while any(p.get_subscription_count() < self.args.subscribers for p in self.publishers):
             if time.monotonic() > deadline:
@@ -97,6 +110,11 @@ class _Source:
                 print(f"NO_SUBSCRIBER {missing}", flush=True)
                 return False
             self.rclpy.spin_once(self.node, timeout_sec=0.05)
+        for pub, probe in probes.items():
+            pub.publish(probe)
+        if not self.wait_acked(list(probes), timeout_s=MATCH_TIMEOUT_S):
+            print(f"PROBE_NOT_ACKED {[p.topic_name for p in probes]}", flush=True)
+            return False
         print("MATCHED", flush=True)
         return True
 
@@ -174,8 +192,6 @@ def run_camera(source: _Source) -> int:
     args = source.args
     width, height = args.size
     pub = source.publisher(Image, "/camera/image_raw", source.sensor_qos)
-    if not source.wait_matched():
-        return 1
     base, step = encode_frame(synthetic_frame(0, width, height), args.encoding)
     buffer = bytearray(base)
 
@@ -183,6 +199,8 @@ def run_camera(source: _Source) -> int:
         buffer[0:8] = i.to_bytes(8, "little")
         return _image(source, bytes(buffer), step, width, height, args.encoding, ns)
 
+    if not source.wait_matched({pub: frame(0, PROBE_STAMP_NS)}):
+        return 1
     return _publish_paced(source, pub, frame)
 
 
@@ -212,10 +230,10 @@ def run_actions(source: _Source) -> int:
     args = source.args
     spec = ActionSpec.default()
     pub = source.publisher(ArmAction, "/qt/action", source.reliable)
-    if not source.wait_matched():
-        return 1
     total = args.count or round(args.seconds * args.rate)
     values = synthetic_actions(total, args.seed, spec)
+    if not source.wait_matched({pub: _action(source, spec, values[0], PROBE_STAMP_NS)}):
+        return 1
     return _publish_paced(source, pub, lambda i, ns: _action(source, spec, values[i], ns))
 
 
@@ -236,7 +254,14 @@ def run_episodes(source: _Source) -> int:
     pose = source.publisher(PoseStamped, "/ee_pose", source.reliable)
     events = source.publisher(EpisodeEvent, "/episode/events", source.latched)
     instruction_pub = source.publisher(String, "/instruction", source.latched)
-    if not source.wait_matched():
+    probe_frame, probe_step = encode_frame(synthetic_frame(0, width, height), args.encoding)
+    probes = {  # the latched events and instruction reach a late reader anyway
+        camera: _image(source, probe_frame, probe_step, width, height, args.encoding, PROBE_STAMP_NS),
+        action: _action(source, spec, np.zeros(spec.num_dims), PROBE_STAMP_NS),
+        joints: JointState(name=["joint1", "joint2"], position=[0.0, 0.0]),
+        pose: PoseStamped(),
+    }
+    if not source.wait_matched(probes):
         return 1
     outcomes = args.outcomes.split(",")
     manifest: dict[str, Any] = {"size": [width, height], "encoding": args.encoding, "episodes": []}

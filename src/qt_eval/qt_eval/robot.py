@@ -65,6 +65,7 @@ class RobotEvalConfig:
     out: Path = Path("runs/eval/robot")
     policy_node: str = "policy_node"
     bags: Path | None = None  # the recorder's output folder: each trial's bag is checked there
+    recorder_node: str = "recorder"  # with bags: a trial starts once this node has its START
     use_keys: bool = True
     startup_timeout_s: float = 60.0
     command: str = ""
@@ -292,6 +293,29 @@ class RobotSession:
         msg.episode_id, msg.instruction, msg.task_id, msg.seed = episode_id, spec.instruction, spec.task_id, -1
         self.events_pub.publish(msg)
 
+    def wait_recorder_has_start(self) -> None:
+        """Until the recorder acknowledged the START just published: the arm moves only then.
+
+        The publisher's subscription count is its own side of the match; the recorder may discover
+        this process later (a resumed session's first trial, a loaded machine) and then gets the
+        START after the policy's first commands. A START handled later than the recorder's
+        pre-roll (1 s) leaves the trial's first frames out of the bag and ``qt convert`` refuses
+        it (seen once in CI). A reader acknowledges only a writer it has matched, so the
+        acknowledgement proves both sides did.
+        """
+        from rclpy.duration import Duration
+
+        timeout, name = self.config.startup_timeout_s, self.config.recorder_node
+        topic = self.events_pub.topic_name
+
+        def recorder_subscribed() -> bool:  # the policy node subscribes to the events too (its success topic)
+            return any(info.node_name == name for info in self.node.get_subscriptions_info_by_topic(topic))
+
+        self.spin_until(recorder_subscribed, timeout, f"node {name!r} subscribing to {topic} (--bags is given: is the "
+                        "recorder running in this namespace? --recorder-node names it)")
+        if not self.events_pub.wait_for_all_acked(Duration(seconds=timeout)):
+            raise TimeoutError(f"the recorder did not acknowledge the trial's START within {timeout:g} s")
+
     def close(self) -> None:
         """Leave the arm stopped and no episode open, whatever happened."""
         try:
@@ -331,6 +355,8 @@ class RobotSession:
         self.instruction_pub.publish(self.String(data=spec.instruction))
         self.publish_event("start", episode_id, spec)
         self.open_episode = (episode_id, spec)
+        if config.bags is not None:
+            self.wait_recorder_has_start()
         began = time.monotonic()
         self.transition("activate")
         say(f"TRIAL_STARTED {episode_id}: the policy drives the arm; y success, u failure, x discard "
@@ -482,9 +508,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "namespace:=...); the operator services become /NS/robot_eval/*")
     parser.add_argument("--bags", type=Path, default=None,
                         help="the recorder's bags folder: wait for each trial's bag and check its outcome")
+    parser.add_argument("--recorder-node", default="recorder", help="with --bags: the recorder's node name; a trial "
+                        "moves the arm only once this node has acknowledged its START (default recorder)")
     parser.add_argument("--no-keys", action="store_true", help="operator input only through the /robot_eval/* "
                         "Trigger services (default: keys too when stdin is a terminal)")
-    parser.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the policy node")
+    parser.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for the policy node "
+                        "(and, with --bags, for the recorder)")
     parser.add_argument("--write-card", action="store_true", help="store the table in policy.json evaluation.robot")
     args = parser.parse_args(argv)
     if not args.time_limit > 0:
@@ -506,11 +535,12 @@ def main(argv: list[str] | None = None) -> int:
         print("qt eval --robot: the model card caches no instruction; name the tasks with --task TASK=INSTRUCTION",
               file=sys.stderr)
         return 2
-    config = RobotEvalConfig(model, tasks, args.trials_per_task, args.time_limit,
-                             (args.out or Path("runs") / "eval" / model.name / "robot").expanduser().resolve(),
-                             args.policy_node, args.bags.expanduser().resolve() if args.bags else None,
-                             not args.no_keys and stdin_is_terminal(), args.startup_timeout,
-                             "qt eval --robot " + shlex.join(argv), args.namespace)
+    config = RobotEvalConfig(
+        model, tasks, trials_per_task=args.trials_per_task, time_limit_s=args.time_limit,
+        out=(args.out or Path("runs") / "eval" / model.name / "robot").expanduser().resolve(),
+        policy_node=args.policy_node, bags=args.bags.expanduser().resolve() if args.bags else None,
+        recorder_node=args.recorder_node, use_keys=not args.no_keys and stdin_is_terminal(),
+        startup_timeout_s=args.startup_timeout, command="qt eval --robot " + shlex.join(argv), namespace=args.namespace)
     try:
         report, results = run_session(config, args.resume)
     except (ValueError, RuntimeError, TimeoutError) as exc:
