@@ -179,6 +179,16 @@ def test_the_3_step_rung_changes_only_the_q_learners_n_step(ladder, base: str) -
     assert n3.title == f"{rung.title}, 3-step returns"
 
 
+def test_the_48k_rung_changes_only_the_steps_and_keeps_its_runs_apart(ladder) -> None:
+    """R6x3n3-48k is R6x3n3 with twice the steps: a budget that leaves the steps the limit, and run
+    folders of its own for every learner (BC's included), so the 24 000-step runs are never reused."""
+    rung, longer = ladder.RUNGS["R6x3n3"], ladder.RUNGS["R6x3n3-48k"]
+    changed = {name for name, value in vars(longer).items() if value != getattr(rung, name)}
+    assert changed == {"name", "title", "steps", "budget_min", "eval_every", "variant"}
+    assert longer.steps == 2 * rung.steps and longer.budget_min > 2 * rung.budget_min
+    assert longer.data_from == "R6x3" and longer.variant != rung.variant
+
+
 def test_a_run_the_clock_stopped_voids_the_comparison(ladder, tmp_path, monkeypatch) -> None:
     """Equal gradient steps for every learner: a run that the wall-clock budget ended early (a
     slower host) makes the rung MISSED with the run named, whatever the success rates say."""
