@@ -37,6 +37,8 @@ def test_diagnostics_report_q_of_data_greedy_and_unseen_bins(tmp_path: Path, tra
     assert {r["dim"] for r in rows} == {0, 1} and all(0.0 <= r["q_greedy"] <= 1.0 for r in rows)
     assert (tmp_path / "diag" / "q_along_episodes.png").stat().st_size > 1000
     assert report["never_seen_bins_per_dim"] == [254, 254]  # two bins seen per dimension
+    with pytest.raises(ValueError, match=r"--task 'push/': no episode .* has a task_id starting with it"):
+        diagnose(run, data.path, tmp_path / "diag-push", episodes_per_outcome=2, which="last", task="push/")
 
 
 def test_diagnostics_refuse_a_behaviour_cloning_checkpoint(tmp_path: Path, embedder,

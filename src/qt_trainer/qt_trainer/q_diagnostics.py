@@ -1,6 +1,6 @@
 """Q diagnostics: what a trained Q-Transformer believes along recorded episodes.
 
-    qt q-diagnostics RUN_OR_CHECKPOINT DATASET --out DIR [--episodes 8]
+    qt q-diagnostics RUN_OR_CHECKPOINT DATASET --out DIR [--episodes 8] [--task push/]
 
 For every frame of a few successful and a few failed episodes, and every action dimension
 (teacher-forced on the data's bins for the earlier dimensions, as in training):
@@ -164,7 +164,9 @@ def plot(episodes: list[dict[str, Any]], num_dims: int, path: Path, size: tuple[
 
 
 def diagnose(checkpoint: Path, dataset_path: Path, out_dir: Path, episodes_per_outcome: int = 4,
-             which: str = "auto") -> dict[str, Any]:
+             which: str = "auto", task: str = "") -> dict[str, Any]:
+    """``task``: only episodes whose task id starts with it (``push/``), so a multi-task rung's
+    misses can be read per task family."""
     state = load_checkpoint(resolve_checkpoint(checkpoint, which))
     model, _ = model_from_checkpoint(state)
     if model.cfg.algorithm != "q_transformer":
@@ -175,15 +177,18 @@ def diagnose(checkpoint: Path, dataset_path: Path, out_dir: Path, episodes_per_o
     never_seen = np.ones((all_bins.shape[1], model.cfg.num_bins), bool)
     for d in range(all_bins.shape[1]):
         never_seen[d, np.unique(all_bins[:, d])] = False
+    candidates = [i for i, e in enumerate(dataset.episodes) if str(e.get("task_id", "")).startswith(task)]
+    if not candidates:
+        raise ValueError(f"--task {task!r}: no episode of {dataset_path} has a task_id starting with it")
     chosen: list[dict[str, Any]] = []
     for outcome in ("success", "failure"):
-        ids = [i for i, e in enumerate(dataset.episodes) if e["outcome"] == outcome][:episodes_per_outcome]
+        ids = [i for i in candidates if dataset.episodes[i]["outcome"] == outcome][:episodes_per_outcome]
         for i in ids:
             chosen.append({"episode": i, "episode_id": dataset.episodes[i].get("episode_id", ""),
                            "outcome": outcome, "rows": episode_rows(model, dataset, state, i, gamma, never_seen)})
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(checkpoint), "dataset": str(dataset_path), "gamma": gamma,
-              "train_config": {k: state["train_config"].get(k) for k in
+              "task": task, "train_config": {k: state["train_config"].get(k) for k in
                                ("alpha", "n_step", "use_conservative", "use_mc_bound", "target_update", "lr")},
               "never_seen_bins_per_dim": never_seen.sum(1).tolist(), "summary": summarise(chosen),
               "episodes": chosen}
@@ -199,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for q_diagnostics.json and the PNG")
     parser.add_argument("--episodes", type=int, default=4, help="episodes per outcome (success, failure)")
     parser.add_argument("--checkpoint-choice", choices=("auto", "best", "last"), default="auto")
+    parser.add_argument("--task", default="", help="only episodes whose task id starts with this (e.g. push/)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
-        report = diagnose(args.checkpoint, args.dataset, args.out, args.episodes, args.checkpoint_choice)
+        report = diagnose(args.checkpoint, args.dataset, args.out, args.episodes, args.checkpoint_choice, args.task)
     except ValueError as exc:
         parser.exit(2, f"qt q-diagnostics: {exc}\n")
     print(json.dumps(report["summary"], indent=1))
