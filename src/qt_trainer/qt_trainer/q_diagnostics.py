@@ -165,8 +165,10 @@ def plot(episodes: list[dict[str, Any]], num_dims: int, path: Path, size: tuple[
 
 def diagnose(checkpoint: Path, dataset_path: Path, out_dir: Path, episodes_per_outcome: int = 4,
              which: str = "auto", task: str = "") -> dict[str, Any]:
-    """``task``: only episodes whose task id starts with it (``push/``), so a multi-task rung's
-    misses can be read per task family."""
+    """The report of ``episodes_per_outcome`` successful and failed episodes, written to ``out_dir``.
+
+    ``task`` keeps the episodes whose task id starts with it (``push/``): a multi-task rung's
+    misses are read per task family, where the mean over all tasks would hide them."""
     state = load_checkpoint(resolve_checkpoint(checkpoint, which))
     model, _ = model_from_checkpoint(state)
     if model.cfg.algorithm != "q_transformer":
