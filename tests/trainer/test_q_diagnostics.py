@@ -31,6 +31,8 @@ def test_diagnostics_report_q_of_data_greedy_and_unseen_bins(tmp_path: Path, tra
     assert abs(success["q_data_mean"] - 1.0) < 0.05  # the paying pair is worth its return
     assert failure["q_data_mean"] < 0.05  # the failing pair is worth nothing
     assert success["greedy_equals_data"] == 1.0  # the greedy bin is the paying one
+    assert list(success["by_steps_left"]) == ["1-5"]  # one-step episodes: every frame is the last
+    assert success["by_steps_left"]["1-5"]["q_data_mean"] == pytest.approx(success["q_data_mean"])
     assert failure["greedy_equals_data"] < 1.0  # on the failed episode greedy leaves the data
     assert success["q_never_seen_max_mean"] < 0.05  # conservative term: bins never taken stay low
     rows = report["episodes"][0]["rows"]

@@ -95,8 +95,30 @@ def _mean_or_nan(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+# Bands of steps left to a successful episode's end: where a value is lost on the way back from
+# the success (docs/E2E.md's tables by steps left are these).
+STEPS_LEFT_BANDS = (("1-5", 1, 5), ("6-10", 6, 10), ("11-20", 11, 20), (">20", 21, None))
+
+
+def by_steps_left(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Q(data), MC return and greedy = data bin of the successful episodes, per band of steps left."""
+    bands: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in STEPS_LEFT_BANDS}
+    for episode in episodes:
+        if episode["outcome"] != "success" or not episode["rows"]:
+            continue
+        length = max(r["t"] for r in episode["rows"]) + 1
+        for row in episode["rows"]:
+            left = length - row["t"]
+            name = next(n for n, lo, hi in STEPS_LEFT_BANDS if lo <= left and (hi is None or left <= hi))
+            bands[name].append(row)
+    return {name: {"frames_x_dims": len(rows), "q_data_mean": float(np.mean([r["q_data"] for r in rows])),
+                   "mc_return_mean": float(np.mean([r["mc_return"] for r in rows])),
+                   "greedy_equals_data": float(np.mean([r["greedy_bin"] == r["data_bin"] for r in rows]))}
+            for name, rows in bands.items() if rows}
+
+
 def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over frames and dimensions, split by the episode's outcome."""
+    """Means over frames and dimensions, split by the episode's outcome; successes also by steps left."""
     out: dict[str, Any] = {}
     for outcome in ("success", "failure"):
         rows = [r for e in episodes if e["outcome"] == outcome for r in e["rows"]]
@@ -117,6 +139,8 @@ def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
             "q_never_seen_max_mean": _mean_or_nan([r["q_never_seen_max"] for r in rows]),
             "greedy_above_mc_by_0_1": float(np.mean(q_greedy > mc + 0.1)),
         }
+    if "success" in out:
+        out["success"]["by_steps_left"] = by_steps_left(episodes)
     return out
 
 
