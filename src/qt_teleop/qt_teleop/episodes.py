@@ -127,5 +127,10 @@ class EpisodeSwitch:
         msg.episode_id = self.episode_id
         self.events_pub.publish(msg)
         self.say(f"EPISODE {request.upper()} {self.episode_id}")
+        if request == "start" and self.events_pub.get_subscription_count() == 0:
+            # The event is latched, so a recorder that joins later still gets it, but only the
+            # frames still in its pre-roll: the operator should know before teleoperating.
+            self.say(f"NO RECORDER: nothing subscribes to {self.events_pub.topic_name}; this episode "
+                     "is recorded only if the recorder starts within its pre-roll")
         if request != "start":
             self.episode_id = ""
