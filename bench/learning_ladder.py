@@ -36,8 +36,9 @@ R6x3 is R6 with three times the episodes (the extra 3000 on new layouts).
 
 Each stage is skipped when its output exists (rerun to resume; delete a run's folder to redo
 it). The table at the end: rung, learner, data (episodes, success rate of the data), training
-minutes, steps, success k/n with the 95 % interval (pooled over seeds, and per seed), target.
-It is also written as JSON and markdown.
+minutes, steps, success k/n with the 95 % interval (pooled over seeds, and per seed), target;
+for rungs with several task families (R6) a second table gives each family's success per
+learner. Both are written to ladder.md, the results to ladder.json.
 """
 
 from __future__ import annotations
@@ -389,6 +390,28 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def family_table(results: list[dict[str, Any]]) -> str:
+    """Success per task family (pick, push, place) and learner, pooled over seeds, for the rungs
+    with more than one family: an overall win can hide a family the Q-T never learns (R6's push)."""
+    lines = []
+    for r in results:
+        families = sorted({task.split("/")[0] for run in r["runs"] for task in run["success"]["per_task"]})
+        learners = [name for name in r["rung"]["learners"] if any(x["learner"] == name for x in r["runs"])]
+        if len(families) < 2 or not learners:
+            continue
+        lines += [f"| {r['rung']['name']} task family | {' | '.join(learners)} |",
+                  "|---|" + "---|" * len(learners)]
+        for family in families:
+            cells = []
+            for name in learners:
+                counts = [v for x in r["runs"] if x["learner"] == name
+                          for task, v in x["success"]["per_task"].items() if task.split("/")[0] == family]
+                cells.append(rate_with_interval(sum(k for k, _ in counts), sum(n for _, n in counts)))
+            lines.append(f"| {family} | {' | '.join(cells)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rungs", default="R1,R2,R3", help="comma-separated rungs (default R1,R2,R3)")
@@ -430,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             print(f"{rung.name} failed: {exc}", file=sys.stderr)
             return 1
-    text = table(results)
+    text = table(results) + "\n\n" + family_table(results)
     print("\n" + text)
     (args.work / "ladder.md").write_text(text + "\n")
     (args.work / "ladder.json").write_text(json.dumps(results, indent=1))

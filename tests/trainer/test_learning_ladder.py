@@ -136,6 +136,23 @@ def test_a_comparison_counts_only_when_significant(ladder) -> None:
     assert ladder._verdict(rung, runs(30, 8), data)[0]
 
 
+def test_the_family_table_pools_each_family_over_seeds_and_skips_single_family_rungs(ladder) -> None:
+    def run(learner: str, seed: int, per_task: dict[str, list[int]]) -> dict:
+        return {"learner": learner, "seed": seed, "success": {"per_task": per_task}}
+
+    mixed = {"rung": {"name": "R6", "learners": ["bc", "qt"]}, "runs": [
+        run("bc", 0, {"pick/red": [3, 10], "push/red/yellow": [2, 10]}),
+        run("qt", 0, {"pick/red": [7, 10], "push/red/yellow": [0, 10]}),
+        run("qt", 1, {"pick/red": [5, 10], "push/red/yellow": [1, 10]})]}
+    pick_only = {"rung": {"name": "R5", "learners": ["bc", "qt"]},
+                 "runs": [run("qt", 0, {"pick/red": [9, 10], "pick/blue": [8, 10]})]}
+    lines = ladder.family_table([pick_only, mixed]).splitlines()
+    assert lines[0] == "| R6 task family | bc | qt |"
+    assert lines[2].startswith("| pick | 3/10 = 30%") and "| 12/20 = 60%" in lines[2]
+    assert lines[3].startswith("| push | 2/10 = 20%") and "| 1/20 = 5%" in lines[3]
+    assert not any("R5" in line for line in lines)
+
+
 def test_q_learner_flags_leave_the_bc_runs_of_the_rung_the_data_comes_from(ladder, tmp_path, monkeypatch) -> None:
     """R5n1: R5's folder and data; its Q-learners train with --n-step 1 into runs named -n1, while
     BC (no TD target) is R5's own run, found by name and not trained again."""
