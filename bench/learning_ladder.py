@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             print(f"{rung.name} failed: {exc}", file=sys.stderr)
             return 1
-    text = table(results) + "\n\n" + family_table(results)
+    text = "\n\n".join(part for part in (table(results), family_table(results).rstrip()) if part)
     print("\n" + text)
     (args.work / "ladder.md").write_text(text + "\n")
     (args.work / "ladder.json").write_text(json.dumps(results, indent=1))
