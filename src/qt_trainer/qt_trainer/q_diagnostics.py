@@ -111,10 +111,15 @@ def by_steps_left(episodes: list[dict[str, Any]]) -> dict[str, dict[str, float]]
             left = length - row["t"]
             name = next(n for n, lo, hi in STEPS_LEFT_BANDS if lo <= left and (hi is None or left <= hi))
             bands[name].append(row)
-    return {name: {"frames_x_dims": len(rows), "q_data_mean": float(np.mean([r["q_data"] for r in rows])),
-                   "mc_return_mean": float(np.mean([r["mc_return"] for r in rows])),
-                   "greedy_equals_data": float(np.mean([r["greedy_bin"] == r["data_bin"] for r in rows]))}
-            for name, rows in bands.items() if rows}
+    return {name: _core_means(rows) for name, rows in bands.items() if rows}
+
+
+def _core_means(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The figures read first, for any group of rows: Q of the data bin against its MC return, and
+    how often greedy picks the data bin."""
+    return {"frames_x_dims": len(rows), "q_data_mean": float(np.mean([r["q_data"] for r in rows])),
+            "mc_return_mean": float(np.mean([r["mc_return"] for r in rows])),
+            "greedy_equals_data": float(np.mean([r["greedy_bin"] == r["data_bin"] for r in rows]))}
 
 
 def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,12 +133,9 @@ def summarise(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         q_greedy = np.array([r["q_greedy"] for r in rows])
         mc = np.array([r["mc_return"] for r in rows])
         out[outcome] = {
-            "frames_x_dims": len(rows),
-            "q_data_mean": float(q_data.mean()),
-            "mc_return_mean": float(mc.mean()),
+            **_core_means(rows),
             "q_data_minus_mc_mean": float((q_data - mc).mean()),
             "q_greedy_mean": float(q_greedy.mean()),
-            "greedy_equals_data": float(np.mean([r["greedy_bin"] == r["data_bin"] for r in rows])),
             "greedy_within_2_bins": float(np.mean([abs(r["greedy_bin"] - r["data_bin"]) <= 2 for r in rows])),
             "q_other_max_mean": float(np.mean([r["q_other_max"] for r in rows])),
             "q_never_seen_max_mean": _mean_or_nan([r["q_never_seen_max"] for r in rows]),
